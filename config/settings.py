@@ -1,0 +1,104 @@
+"""The one settings object. Nothing else in the project reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the outbox, validated at start; units are in the names."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTBOX_", env_file=".env", extra="ignore")
+
+    # Where things are.
+    broker_url: str = Field("redis://localhost:6379/0", description="Celery broker (Redis).")
+    redis_url: str | None = Field(
+        None, description="Redis for rate limits and locks; defaults to the broker URL."
+    )
+    database_url: str = Field(
+        "sqlite:///outbox.db", description="SQLAlchemy URL: SQLite file by default, PostgreSQL in production."
+    )
+    zipwhip_base_url: str = Field(
+        "https://api.zipwhip.com/",
+        validation_alias=AliasChoices("ZIPWHIP_BASE_URL", "OUTBOX_ZIPWHIP_BASE_URL"),
+        description="Base URL of the Zipwhip REST API (the demo points it at the simulator).",
+    )
+
+    # Provider HTTP.
+    provider_connect_timeout_s: float = Field(3.05, description="TCP connect timeout for provider calls.")
+    provider_read_timeout_s: float = Field(10.0, description="Read timeout; past it a send is ambiguous.")
+    provider_pool_size: int = Field(64, description="Keep-alive connections kept per worker process.")
+
+    # Numbers.
+    default_region: str = Field("US", description="Region used to read numbers written without +country.")
+    allowed_country_codes: list[int] = Field(
+        default_factory=lambda: [1], description="Country calling codes a line may text (Zipwhip: +1)."
+    )
+
+    # Provider limits (from the seed; every one is a setting).
+    body_max_bytes: int = Field(600, description="Largest text body of an SMS or MMS, in UTF-8 bytes.")
+    mms_max_attachments: int = Field(2, description="Most files in one MMS.")
+    mms_payload_max_bytes: int = Field(
+        600_000, description="Largest MMS payload (body + files); 600 KB read as the smaller 600,000."
+    )
+    shrink_images: bool = Field(False, description="Shrink JPEG/PNG images with Pillow to fit an MMS.")
+
+    # Sending and retrying.
+    send_max_attempts: int = Field(6, description="Provider attempts per part before it ends failed.")
+    retry_backoff_base_s: float = Field(2.0, description="First retry delay; doubles each attempt.")
+    retry_backoff_max_s: float = Field(300.0, description="Longest retry delay (kept far below visibility).")
+    claim_timeout_s: float = Field(
+        120.0, description="A part claimed for sending longer than this is reconciled by the sweeper."
+    )
+    line_rate_per_s: float = Field(
+        1.0,
+        validation_alias=AliasChoices("OUTBOX_LINE_RATE", "OUTBOX_LINE_RATE_PER_S"),
+        description="Messages per second per line across all hosts; 0 means unlimited.",
+    )
+
+    # Delivery tracking.
+    poll_delays_s: list[float] = Field(
+        default_factory=lambda: [5, 10, 20, 40, 60, 120, 300, 600, 1800, 3600],
+        description="Waits between status polls; the last repeats until the horizon.",
+    )
+    poll_horizon_s: float = Field(72 * 3600, description="After this long without a final status: unknown.")
+    reconcile_window_s: float = Field(
+        600.0, description="How far around an ambiguous send message/list is searched for it."
+    )
+
+    # Queue hygiene.
+    broker_visibility_timeout_s: float = Field(3600.0, description="Redis visibility timeout.")
+    max_countdown_s: float = Field(
+        300.0, description="Longest Celery countdown; longer waits live in the database (beat releases them)."
+    )
+    sweeper_interval_s: float = Field(10.0, description="How often beat runs the sweeper.")
+    task_time_limit_s: float = Field(120.0, description="Hard time limit of one task.")
+
+    # Hooks and web.
+    outcome_hook: str | None = Field(
+        None, description="Called on a final state with (message_id, state): 'module:func' or a task name."
+    )
+    web_host: str = Field("127.0.0.1", description="Bind address of the web process (webhooks, metrics).")
+    web_port: int = Field(8000, description="Port of the web process.")
+    log_level: str = Field("INFO", description="Log level of every process.")
+
+    @field_validator("poll_delays_s")
+    @classmethod
+    def _poll_delays_not_empty(cls, value: list[float]) -> list[float]:
+        if not value or any(d <= 0 for d in value):
+            raise ValueError("poll_delays_s needs at least one positive delay")
+        return value
+
+    @property
+    def effective_redis_url(self) -> str:
+        """Redis for our own keys: the explicit setting, else the broker."""
+        return self.redis_url or self.broker_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""The outbox worker: provider client, message planning, storage, rate limits, Celery app and CLI."""
