@@ -1,0 +1,87 @@
+"""`python -m simulator` / `outbox simulator`: run the Zipwhip simulator."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+
+from simulator.app import create_app
+from simulator.config import DEMO_ACCOUNTS, Account, Faults, SimConfig
+
+
+def _account(text: str) -> Account:
+    username, sep, password = text.rpartition(":")
+    if not sep or not username:
+        raise argparse.ArgumentTypeError(
+            "use USERNAME:PASSWORD, e.g. 5556661234:secret or operator@5556661234:pw"
+        )
+    return Account(username, password)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    p = argparse.ArgumentParser(
+        prog="outbox simulator", description="A local stand-in for the Zipwhip REST API."
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8900)
+    p.add_argument("--latency-ms", type=float, default=0.0, help="added to every Zipwhip call")
+    p.add_argument("--seed", type=int, default=None, help="make every random choice repeatable")
+    p.add_argument(
+        "--account", type=_account, action="append", default=[], help="USERNAME:PASSWORD (repeatable)"
+    )
+    p.add_argument("--delivery-ms", type=float, default=2000.0, help="time from send to final status")
+    p.add_argument("--fail-share", type=float, default=0.0, help="share of deliveries ending statusCode 5")
+    p.add_argument("--fault-rate", type=float, default=0.0, help="share of sends given an injected fault")
+    p.add_argument("--rate-limit-per-line", type=float, default=0.0, help="sends/s per line before HTTP 429")
+    p.add_argument("--invalid-session-status", type=int, choices=(200, 401, 403), default=401)
+    p.add_argument("--slow-answer-s", type=float, default=15.0, help="how long a 'slow' answer takes")
+    p.add_argument("--webhook-retries", type=int, default=3)
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def config_from(args: argparse.Namespace) -> SimConfig:
+    """The simulator's configuration from parsed arguments."""
+    faults = Faults(
+        latency_ms=args.latency_ms,
+        delivery_ms=args.delivery_ms,
+        fail_share=args.fail_share,
+        fault_rate=args.fault_rate,
+        rate_limit_per_line=args.rate_limit_per_line,
+        invalid_session_status=args.invalid_session_status,
+        slow_answer_s=args.slow_answer_s,
+    )
+    return SimConfig(
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        accounts=tuple(args.account) or DEMO_ACCOUNTS,
+        faults=faults,
+        webhook_retries=args.webhook_retries,
+        quiet=args.quiet,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the arguments and serve until interrupted."""
+    args = parser().parse_args(argv)
+    config = config_from(args)
+    if not args.account and not config.quiet:
+        print("demo accounts (username / password):")
+        for account in DEMO_ACCOUNTS:
+            print(f"  {account.username} / {account.password}")
+    print(f"simulator listening on http://{config.host}:{config.port}/", flush=True)
+    sys.stdout.flush()
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+        loop="uvloop",
+        timeout_keep_alive=75,
+    )
