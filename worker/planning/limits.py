@@ -1,0 +1,17 @@
+"""The provider's limits, as a value (defaults from the seed document)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one provider message may hold, and which numbers may be texted."""
+
+    body_max_bytes: int = 600  # UTF-8 bytes of a text body (SMS and MMS)
+    mms_max_attachments: int = 2
+    mms_payload_max_bytes: int = 600_000  # body bytes + file bytes of one MMS
+    shrink_images: bool = False  # shrink JPEG/PNG with Pillow to fit instead of refusing
+    default_region: str = "US"
+    allowed_country_codes: tuple[int, ...] = (1,)
