@@ -61,12 +61,16 @@ class Settings(BaseSettings):
 
     # Delivery tracking.
     poll_delays_s: list[float] = Field(
-        default_factory=lambda: [5, 10, 20, 40, 60, 120, 300, 600, 1800, 3600],
+        default_factory=lambda: [5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0],
         description="Waits between status polls; the last repeats until the horizon.",
     )
     poll_horizon_s: float = Field(72 * 3600, description="After this long without a final status: unknown.")
+    reconcile_delay_s: float = Field(5.0, description="Wait after an ambiguous send before looking for it.")
+    reconcile_settle_s: float = Field(
+        30.0, description="An ambiguous send not found at the provider this long after it is sent again."
+    )
     reconcile_window_s: float = Field(
-        600.0, description="How far around an ambiguous send message/list is searched for it."
+        600.0, description="How far back before an ambiguous send message/list is searched for it."
     )
 
     # Queue hygiene.
@@ -75,6 +79,9 @@ class Settings(BaseSettings):
         300.0, description="Longest Celery countdown; longer waits live in the database (beat releases them)."
     )
     sweeper_interval_s: float = Field(10.0, description="How often beat runs the sweeper.")
+    release_lease_s: float = Field(
+        120.0, description="Published work whose task never ran is released again after this long."
+    )
     task_time_limit_s: float = Field(120.0, description="Hard time limit of one task.")
 
     # Hooks and web.
@@ -84,6 +91,14 @@ class Settings(BaseSettings):
     web_host: str = Field("127.0.0.1", description="Bind address of the web process (webhooks, metrics).")
     web_port: int = Field(8000, description="Port of the web process.")
     log_level: str = Field("INFO", description="Log level of every process.")
+    flower_basic_auth: str | None = Field(
+        None,
+        validation_alias=AliasChoices("FLOWER_BASIC_AUTH", "OUTBOX_FLOWER_BASIC_AUTH"),
+        description="user:password for Flower; Flower refuses to start without it.",
+    )
+    flower_host: str = Field("127.0.0.1", description="Bind address of Flower.")
+    flower_port: int = Field(5555, description="Port of Flower.")
+    flower_max_tasks: int = Field(10_000, description="Tasks Flower keeps in memory (bounded history).")
 
     @field_validator("poll_delays_s")
     @classmethod

@@ -1,0 +1,45 @@
+"""`send_message`: what application code calls to text someone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from worker.enqueue import enqueue
+from worker.planning import FileInput, PlanningError
+from worker.runtime import get_runtime
+
+InvalidMessage = PlanningError  # raised for bad input; `.problems` names every one
+
+
+def send_message(
+    line: str,
+    to: str,
+    body: str | None = None,
+    attachments: Sequence[FileInput | str | Path] = (),
+    *,
+    idempotency_key: str | None = None,
+    send_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> int:
+    """Queue a text from `line` to `to` and return the message id once it is durably recorded.
+
+    `attachments` are paths or `FileInput(name, data)`. A body over the SMS limit goes as an MMS
+    with a .txt attachment. The same `idempotency_key` on the same line returns the first message's
+    id and sends nothing more. `send_at` schedules it; `expires_at` rejects it if it could not go out
+    in time. Raises `InvalidMessage` (naming every problem, recording nothing) for bad input.
+    """
+    return enqueue(
+        get_runtime(),
+        line,
+        to,
+        body,
+        [a if isinstance(a, FileInput) else str(a) for a in attachments],
+        idempotency_key=idempotency_key,
+        send_at=send_at,
+        expires_at=expires_at,
+        metadata=metadata,
+    )

@@ -1,0 +1,53 @@
+"""Fixtures shared by every test folder: real Redis and PostgreSQL, fresh databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.support.services import claimed_redis_db, missing, redis_ping, redis_url, throwaway_postgres
+from worker.store.db import make_engine, migrate
+
+
+@pytest.fixture(scope="session")
+def redis_db() -> Iterator[int]:
+    """A Redis database number of this test run's own."""
+    error = redis_ping()
+    if error is not None:
+        missing("Redis", error)
+    with claimed_redis_db() as number:
+        yield number
+
+
+@pytest.fixture(scope="session")
+def broker_url(redis_db: int) -> str:
+    """The broker URL for this test run."""
+    return redis_url(redis_db)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite file."""
+    return f"sqlite:///{tmp_path / 'outbox.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test that takes it runs on SQLite and again on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'outbox.db'}"
+        return
+    with throwaway_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """A migrated database on both backends."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()

@@ -1,0 +1,208 @@
+"""The pipeline end to end: real Redis, real `celery worker` and `beat`, the simulator over HTTP,
+on SQLite and on PostgreSQL. Each test texts its own recipient, so the simulator's counters for
+that recipient say exactly what reached the provider."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tasks import InvalidMessage, send_message
+from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD, Deployment, fresh_recipient, image
+from tests.support.stack import ROOT, wait_for
+from worker.lines import login_line
+from worker.planning import FileInput
+
+pytestmark = pytest.mark.e2e
+
+
+def states(report: dict) -> list[str]:
+    return [event["state"] for event in report["history"]]
+
+
+def test_an_sms_is_delivered(deployment: Deployment) -> None:
+    to = fresh_recipient()
+    message_id = send_message(DEMO_LINE, to, "Your order #1234 shipped today.")
+    report = deployment.wait_final(message_id)
+    assert report["state"] == "delivered"
+    [part] = report["parts"]
+    assert part["kind"] == "sms" and part["provider_id"] and part["status_code"] in (0, 4, 6)
+    assert states(report)[:4] == ["queued", "sending", "sent", "sent"] or "sent" in states(report)
+    assert [s["count"] for s in deployment.sends_to(to)] == [1]
+
+
+def test_a_2000_byte_text_is_delivered_as_one_mms_with_a_txt(deployment: Deployment) -> None:
+    to = fresh_recipient()
+    body = "lorem ipsum dolor sit amet " * 74  # 1,998 bytes
+    message_id = send_message(DEMO_LINE, to, body)
+    report = deployment.wait_final(message_id)
+    assert report["state"] == "delivered"
+    [part] = report["parts"]
+    assert part["kind"] == "mms"
+    assert [(f["type"], f["from_body"]) for f in part["files"]] == [("text/plain", True)]
+    [sent] = deployment.sends_to(to)
+    assert sent["count"] == 1 and len(sent["files"]) == 1 and len(sent["body"].encode()) <= 600
+
+
+def test_an_mms_with_two_images_is_delivered(deployment: Deployment) -> None:
+    to = fresh_recipient()
+    message_id = send_message(DEMO_LINE, to, "Two pictures", [image("png"), image("jpg")])
+    report = deployment.wait_final(message_id)
+    assert report["state"] == "delivered"
+    [part] = report["parts"]
+    assert part["kind"] == "mms" and [f["type"] for f in part["files"]] == ["image/png", "image/jpeg"]
+    assert [len(s["files"]) for s in deployment.sends_to(to)] == [2]
+
+
+def test_three_images_go_as_two_mms_in_order(deployment: Deployment) -> None:
+    to = fresh_recipient()
+    pictures = [image("png"), image("jpg"), image("gif")]
+    message_id = send_message(DEMO_LINE, to, "Three pictures", pictures)
+    report = deployment.wait_final(message_id)
+    assert report["state"] == "delivered"
+    first, second = report["parts"]
+    assert (first["kind"], second["kind"]) == ("mms", "mms")
+    assert [f["type"] for f in first["files"] + second["files"]] == ["image/png", "image/jpeg", "image/gif"]
+    assert first["sent_at"] < second["sent_at"]
+    sent_events = [(e["part"], e["state"]) for e in report["history"] if e["state"] in ("sending", "sent")]
+    assert sent_events.index((1, "sent")) < sent_events.index((2, "sending"))
+    assert len(deployment.sends_to(to)) == 2
+
+
+def test_stop_rejects_the_message_and_every_later_one_without_a_provider_call(deployment: Deployment) -> None:
+    to = fresh_recipient()
+    deployment.simulator.script(to, outcomes=["code:-1234", "ok", "ok"])
+    first = send_message(DEMO_LINE, to, "Hello")
+    second = send_message(DEMO_LINE, to, "Hello again")  # queued behind the first: same recipient
+    report = deployment.wait_final(first)
+    assert report["state"] == "rejected" and report["error"]["code"] == -1234
+    later = deployment.wait_final(second)
+    assert later["state"] == "rejected"
+    assert later["parts"][0]["attempts"] == 0  # rejected before any provider call
+    with pytest.raises(InvalidMessage, match="opted out"):
+        send_message(DEMO_LINE, to, "Are you there?")
+    assert deployment.sends_to(to) == []  # an "ok" was waiting: any call would have been accepted
+
+
+def test_a_retryable_error_is_retried_then_delivered(deployment: Deployment) -> None:
+    to = fresh_recipient()
+    deployment.simulator.script(to, outcomes=["code:-855", "ok"])
+    message_id = send_message(DEMO_LINE, to, "Retry me")
+    report = deployment.wait_final(message_id)
+    assert report["state"] == "delivered"
+    assert report["parts"][0]["attempts"] == 2
+    assert "retrying" in states(report)
+    assert [s["count"] for s in deployment.sends_to(to)] == [1]
+
+
+def test_a_permanent_error_fails_without_retry(deployment: Deployment) -> None:
+    to = fresh_recipient()
+    deployment.simulator.script(to, outcomes=["code:-703", "ok"])
+    message_id = send_message(DEMO_LINE, to, "Bad argument")
+    report = deployment.wait_final(message_id)
+    assert report["state"] == "failed" and report["error"]["code"] == -703
+    time.sleep(1.5)  # give a wrong retry every chance to happen
+    assert deployment.report(message_id)["parts"][0]["attempts"] == 1
+    assert deployment.sends_to(to) == []
+
+
+def test_a_carrier_failure_ends_failed_with_its_reason(deployment: Deployment) -> None:
+    to = fresh_recipient()
+    deployment.simulator.script(to, delivery={"statusCode": 5, "messageStatus": 1106})
+    message_id = send_message(DEMO_LINE, to, "Nowhere to go")
+    report = deployment.wait_final(message_id)
+    assert report["state"] == "failed"
+    part = report["parts"][0]
+    assert (part["status_code"], part["message_status"]) == (5, 1106)
+    assert "No Valid Route" in report["error"]["description"]
+
+
+@pytest.mark.parametrize("fault", ["slow", "drop_after_record", "drop_before_record"])
+def test_an_ambiguous_send_reaches_the_provider_exactly_once(deployment: Deployment, fault: str) -> None:
+    to = fresh_recipient()
+    deployment.simulator.script(to, outcomes=[fault, "ok"])
+    message_id = send_message(DEMO_LINE, to, f"Maybe sent ({fault})")
+    report = deployment.wait_final(message_id, timeout_s=45)
+    assert report["state"] == "delivered"
+    assert "unknown" in states(report)
+    assert [s["count"] for s in deployment.sends_to(to)] == [1]
+
+
+def test_the_same_idempotency_key_sends_once(deployment: Deployment) -> None:
+    to = fresh_recipient()
+    key = f"order-{to}"
+    first = send_message(DEMO_LINE, to, "Once only", idempotency_key=key)
+    second = send_message(DEMO_LINE, to, "Once only", idempotency_key=key)
+    assert first == second
+    assert deployment.wait_final(first)["state"] == "delivered"
+    assert [s["count"] for s in deployment.sends_to(to)] == [1]
+
+
+def test_a_scheduled_message_waits_for_its_time(deployment: Deployment) -> None:
+    to = fresh_recipient()
+    send_at = datetime.now(UTC) + timedelta(seconds=3)
+    message_id = send_message(DEMO_LINE, to, "Later", send_at=send_at)
+    time.sleep(1.5)
+    assert deployment.report(message_id)["state"] == "queued"
+    report = deployment.wait_final(message_id)
+    assert report["state"] == "delivered"
+    assert datetime.fromisoformat(report["parts"][0]["sent_at"]) >= send_at
+
+
+def test_a_line_whose_session_dies_waits_and_resumes_after_login(deployment: Deployment) -> None:
+    to = fresh_recipient()
+    deployment.simulator.invalidate_sessions(DEMO_LINE)
+    waiting = send_message(DEMO_LINE, to, "Waiting for login")
+    expiring = send_message(
+        DEMO_LINE, fresh_recipient(), "Too late", expires_at=datetime.now(UTC) + timedelta(seconds=2)
+    )
+    wait_for(
+        lambda: (
+            deployment.report(waiting)["state"] == "queued"
+            and deployment.report(waiting)["parts"][0]["error"]
+        ),
+        20,
+    )
+    assert deployment.wait_final(expiring)["state"] == "rejected"
+    assert deployment.report(waiting)["state"] == "queued"  # waiting, not failed
+    login_line(deployment.runtime, DEMO_LINE, None, DEMO_PASSWORD)
+    assert deployment.wait_final(waiting)["state"] == "delivered"
+    assert [s["count"] for s in deployment.sends_to(to)] == [1]
+
+
+def test_bad_input_raises_naming_every_problem_and_records_nothing(deployment: Deployment) -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        send_message("not a number", "12", "   ", [FileInput("x.exe", b"MZ\x90\x00")])
+    text = str(caught.value)
+    for field in ("line", "to", "attachments"):
+        assert field in text
+    with pytest.raises(InvalidMessage, match="unknown line"):
+        send_message("+12065550199", fresh_recipient(), "from a line we never added")
+
+
+def test_outbox_status_json_reads_every_state(deployment: Deployment) -> None:
+    delivered = send_message(DEMO_LINE, fresh_recipient(), "Fine")
+    failing = fresh_recipient()
+    deployment.simulator.script(failing, outcomes=["code:-703"])
+    failed = send_message(DEMO_LINE, failing, "Not fine")
+    deployment.wait_final(delivered)
+    deployment.wait_final(failed)
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "status", "--json", str(delivered), str(failed)],
+        cwd=ROOT,
+        env={**os.environ, **deployment.stack.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    reports = json.loads(result.stdout)
+    assert [(r["id"], r["state"]) for r in reports] == [(delivered, "delivered"), (failed, "failed")]
+    assert reports[1]["parts"][0]["error"]["code"] == -703
+    assert all(r["history"] for r in reports)

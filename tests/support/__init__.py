@@ -1,0 +1,1 @@
+"""Test helpers: services, processes, the simulator."""

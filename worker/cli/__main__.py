@@ -1,0 +1,5 @@
+"""`python -m worker.cli` runs the `outbox` command."""
+
+from worker.cli.root import main
+
+main()

@@ -1,0 +1,127 @@
+"""`outbox send` and `outbox status`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from worker.cli.common import console, fail, print_json, ready_runtime
+from worker.enqueue import enqueue
+from worker.planning import PlanningError
+from worker.report import message_report
+from worker.store.db import transaction
+
+
+def register(app: typer.Typer) -> None:
+    """Add the message commands to the root command."""
+    app.command("send")(send)
+    app.command("status")(status)
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{name}: not an ISO-8601 time: {value!r}")
+
+
+def send(
+    line: str = typer.Option(..., help="The sending line's number."),
+    to: str = typer.Option(..., help="The recipient's number."),
+    body: str = typer.Option(None, help="The text."),
+    body_file: Path = typer.Option(None, help="Read the text from this UTF-8 file."),
+    attach: list[Path] = typer.Option([], help="A .jpg, .png, .gif or .txt file (repeatable)."),
+    idempotency_key: str = typer.Option(None, help="Sending twice with the same key sends once."),
+    send_at: str = typer.Option(None, help="ISO-8601 time to send at (UTC if no offset)."),
+    expires_at: str = typer.Option(None, help="ISO-8601 time after which it is rejected, not sent."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"id": ...}.'),
+) -> None:
+    """Queue a text; prints the message id."""
+    if body is not None and body_file is not None:
+        fail("give --body or --body-file, not both")
+    if body_file is not None:
+        try:
+            body = body_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            fail(f"--body-file {body_file}: {error}")
+    try:
+        message_id = enqueue(
+            ready_runtime(),
+            line,
+            to,
+            body,
+            [str(path) for path in attach],
+            idempotency_key=idempotency_key,
+            send_at=_when(send_at, "--send-at"),
+            expires_at=_when(expires_at, "--expires-at"),
+        )
+    except PlanningError as error:
+        fail(str(error), code=2)
+    if as_json:
+        print_json({"id": message_id})
+    else:
+        console.print(message_id)
+
+
+def status(
+    ids: list[int] = typer.Argument(..., help="Message ids."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (a list when several ids are given)."),
+) -> None:
+    """State, parts and history of messages."""
+    runtime = ready_runtime()
+    with transaction(runtime.engine) as session:
+        reports = [message_report(session, message_id) for message_id in ids]
+    missing = [str(i) for i, r in zip(ids, reports, strict=True) if r is None]
+    if missing:
+        fail(f"no message with id {', '.join(missing)}")
+    if as_json:
+        print_json(reports[0] if len(reports) == 1 else reports)
+        return
+    for report in reports:
+        assert report is not None
+        _print_report(report)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]message {report['id']}[/bold]: {report['state']}  ({report['line']} → {report['to']})",
+        highlight=False,
+    )
+    if report["error"]:
+        console.print(
+            f"  error: {report['error']['description']} (code {report['error']['code']})", highlight=False
+        )
+    parts = Table("part", "kind", "state", "provider id", "statusCode", "messageStatus", "attempts", "bytes")
+    for part in report["parts"]:
+        parts.add_row(
+            str(part["position"]),
+            part["kind"],
+            part["state"],
+            part["provider_id"] or "",
+            f"{part['status_code']} {part['status_description'] or ''}"
+            if part["status_code"] is not None
+            else "",
+            f"{part['message_status']} {part['message_status_description']}"
+            if part["message_status"]
+            else "",
+            str(part["attempts"]),
+            str(part["payload_bytes"]),
+        )
+    console.print(parts)
+    history = Table("at", "source", "part", "state", "code", "description")
+    for event in report["history"]:
+        history.add_row(
+            event["at"][11:23],
+            event["source"],
+            str(event["part"] or ""),
+            event["state"],
+            str(event["code"] if event["code"] is not None else ""),
+            event["description"] or "",
+        )
+    console.print(history)

@@ -1,0 +1,115 @@
+"""Commands that run the processes: worker, beat, simulator; and `outbox db upgrade`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from worker.cli.common import console, fail, ready_runtime
+from worker.constants import CONTROL_QUEUE, SEND_QUEUE, STATUS_QUEUE
+
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+
+# The work is waiting on the provider's answers, not on the CPU: a thread pool keeps many calls in
+# flight in one process with one connection pool (see the README's "Throughput" section).
+DEFAULT_POOL = "threads"
+DEFAULT_CONCURRENCY = 32
+
+
+def register(app: typer.Typer) -> None:
+    """Add the process commands to the root command."""
+    app.command("worker")(worker)
+    app.command("beat")(beat)
+    app.command("web")(web)
+    app.command("flower")(flower)
+    app.command(
+        "simulator",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+        add_help_option=False,
+    )(simulator)
+
+
+@db_app.command("upgrade")
+def upgrade() -> None:
+    """Bring the schema to the newest migration (safe to run at every start)."""
+    ready_runtime()
+    console.print("database schema is up to date")
+
+
+def _celery(*args: str) -> None:
+    os.execvp(sys.executable, [sys.executable, "-m", "celery", "-A", "worker.app:app", *args])
+
+
+def worker(
+    concurrency: int = typer.Option(DEFAULT_CONCURRENCY, help="Threads per worker process."),
+    hostname: str = typer.Option(None, help="Node name in Flower (default: celery@<host>)."),
+    loglevel: str = typer.Option("INFO", help="Log level."),
+) -> None:
+    """Run a worker on the send, status and control queues."""
+    queues = ",".join((SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE))
+    extra = ["--hostname", hostname] if hostname else []
+    _celery(
+        "worker",
+        "-Q",
+        queues,
+        "--pool",
+        DEFAULT_POOL,
+        "--concurrency",
+        str(concurrency),
+        "-l",
+        loglevel,
+        *extra,
+    )
+
+
+def beat(loglevel: str = typer.Option("INFO", help="Log level.")) -> None:
+    """Run beat (one per deployment): releases due work every second and runs the sweeper."""
+    _celery(
+        "beat",
+        "-l",
+        loglevel,
+        "--schedule",
+        os.environ.get("OUTBOX_BEAT_SCHEDULE", ".outbox/celerybeat-schedule"),
+    )
+
+
+def simulator(ctx: typer.Context) -> None:
+    """Run the Zipwhip simulator (`outbox simulator --help` for its options)."""
+    from simulator.cli import main as simulator_main
+
+    simulator_main(list(ctx.args))
+
+
+def web(
+    host: str = typer.Option(None, help="Bind address (default: the web_host setting)."),
+    port: int = typer.Option(None, help="Port (default: the web_port setting)."),
+) -> None:
+    """Run the web process: /metrics, /healthz and the provider's webhooks."""
+    import uvicorn
+
+    from worker.logs import setup_logging
+    from worker.web.app import create_app
+
+    runtime = ready_runtime()
+    setup_logging(runtime.settings.log_level)
+    s = runtime.settings
+    uvicorn.run(create_app(runtime), host=host or s.web_host, port=port or s.web_port, log_level="warning")
+
+
+def flower() -> None:
+    """Run Flower on the broker, with basic auth and a bounded task history."""
+    from config.settings import get_settings
+
+    s = get_settings()
+    if not s.flower_basic_auth or ":" not in s.flower_basic_auth:
+        fail("set FLOWER_BASIC_AUTH=user:password first: Flower shows every task to whoever opens it")
+    # Flower reads FLOWER_BASIC_AUTH itself: the password never appears on a command line.
+    os.environ["FLOWER_BASIC_AUTH"] = s.flower_basic_auth
+    _celery(
+        "flower",
+        f"--address={s.flower_host}",
+        f"--port={s.flower_port}",
+        f"--max_tasks={s.flower_max_tasks}",
+    )

@@ -1,0 +1,17 @@
+"""Fixed names: queues, task names and Redis key prefixes (one place, so they never drift)."""
+
+SEND_QUEUE = "send"
+STATUS_QUEUE = "status"
+CONTROL_QUEUE = "control"
+
+TASK_SEND = "outbox.send"
+TASK_POLL = "outbox.poll_status"
+TASK_RECONCILE = "outbox.reconcile"
+TASK_RELEASE = "outbox.release_due"
+TASK_SWEEP = "outbox.sweep"
+TASK_NOTIFY = "outbox.notify"
+
+REDIS_PREFIX = "outbox:"
+RATE_KEY = REDIS_PREFIX + "rate:"  # + line id: the line's next free send time (GCRA)
+INFLIGHT_KEY = REDIS_PREFIX + "inflight:"  # + task kind + ":" + message id: a task is on its way
+LOCK_KEY = REDIS_PREFIX + "lock:"  # + name: one beat job at a time

@@ -1,0 +1,210 @@
+"""Moving due work from the database to the queues, at each line's rate and in order.
+
+The database says what is due (`due_at` for sends and reconciliations, `next_poll_at` for polls).
+Publishing leases the row: its due time moves `lease_s` ahead, so a task the broker loses (flushed
+Redis, killed worker) is simply released again when the lease runs out, and a second delivery of a
+task finds the claim taken and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from config.celery import RELEASE_EVERY_S
+from worker.constants import TASK_POLL, TASK_RECONCILE, TASK_SEND
+from worker.runtime import Runtime
+from worker.store.db import transaction
+from worker.store.models import Line, Message, Part, utcnow
+from worker.store.record import Locked
+from worker.store.states import NOT_YET_ACCEPTED, WAITING_STATES, LineState, State
+
+log = logging.getLogger(__name__)
+
+RELEASE_LIMIT = 2000  # rows per kind per release run; the rest wait for the next run
+_WAITING = [s.value for s in WAITING_STATES]
+_UNACCEPTED = [s.value for s in NOT_YET_ACCEPTED]
+
+
+@dataclass
+class Outbox:
+    """Tasks to publish once the transaction that decided them has committed."""
+
+    items: list[tuple[str, int, float]] = field(default_factory=list)
+
+    def add(self, task: str, message_id: int, countdown_s: float = 0.0) -> None:
+        """Remember a task to publish after commit."""
+        self.items.append((task, message_id, countdown_s))
+
+    def publish(self) -> int:
+        """Publish everything remembered; a lost publish is recovered when the lease runs out."""
+        from worker.app import app
+
+        for task, message_id, countdown in self.items:
+            try:
+                app.send_task(task, args=[message_id], countdown=countdown if countdown > 0.01 else None)
+            except Exception:  # broker down: the row's lease brings it back
+                log.warning(
+                    "could not publish %s for message %s; it will be released again", task, message_id
+                )
+        published, self.items = len(self.items), []
+        return published
+
+
+def line_rate(runtime: Runtime, line: Line) -> float:
+    """The line's own rate if it has one, else the setting."""
+    return line.rate_per_s if line.rate_per_s is not None else runtime.settings.line_rate_per_s
+
+
+def lease(runtime: Runtime, now: datetime) -> datetime:
+    """When published work comes due again if its task never ran."""
+    return now + timedelta(seconds=runtime.settings.release_lease_s)
+
+
+def _pending_predecessor_exists(session: Session, message: Message, now: datetime) -> bool:
+    """True when an earlier message to the same recipient on the same line is not accepted yet."""
+    earlier = aliased(Message)
+    query = (
+        select(earlier.id)
+        .where(
+            earlier.line_id == message.line_id,
+            earlier.recipient == message.recipient,
+            col(earlier.id) < message.id,
+            col(earlier.state).in_(_UNACCEPTED),
+            or_(col(earlier.send_at).is_(None), col(earlier.send_at) <= now),
+        )
+        .limit(1)
+    )
+    return session.exec(query).first() is not None
+
+
+def try_dispatch(
+    session: Session, runtime: Runtime, locked: Locked, line: Line, now: datetime, outbox: Outbox
+) -> bool:
+    """Publish the message's next part at once if it is its turn and the line has a slot free now."""
+    part = locked.next_unaccepted()
+    message = locked.message
+    if part is None or State(part.state) not in WAITING_STATES or part.dispatched_at is not None:
+        return False
+    if line.state != LineState.ACTIVE or (part.due_at is not None and part.due_at > now):
+        return False
+    if (message.send_at and message.send_at > now) or _pending_predecessor_exists(session, message, now):
+        return False
+    waits = runtime.limiter.reserve(line.id or 0, line_rate(runtime, line), 1, RELEASE_EVERY_S)
+    if not waits:
+        return False
+    _mark_dispatched(runtime, part, now)
+    outbox.add(TASK_SEND, message.id or 0, waits[0])
+    return True
+
+
+def _mark_dispatched(runtime: Runtime, part: Part, now: datetime) -> None:
+    part.dispatched_at = now
+    part.due_at = lease(runtime, now)
+
+
+def release_due(runtime: Runtime, now: datetime | None = None) -> dict[str, int]:
+    """One run of the release job: due sends (at each line's rate), polls and reconciliations."""
+    now = now or utcnow()
+    outbox = Outbox()
+    with transaction(runtime.engine) as session:
+        sends = _release_sends(session, runtime, now, outbox)
+        polls = _release_polls(session, runtime, now, outbox)
+        reconciles = _release_reconciles(session, runtime, now, outbox)
+    outbox.publish()
+    return {"sends": sends, "polls": polls, "reconciles": reconciles}
+
+
+def _release_sends(session: Session, runtime: Runtime, now: datetime, outbox: Outbox) -> int:
+    lines = session.exec(
+        select(Line)
+        .where(Line.state == LineState.ACTIVE.value)
+        .where(
+            col(Line.id).in_(
+                select(Part.line_id).where(col(Part.state).in_(_WAITING), col(Part.due_at) <= now).distinct()
+            )
+        )
+    ).all()
+    released = 0
+    for line in lines:
+        rate = line_rate(runtime, line)
+        cap = RELEASE_LIMIT if rate <= 0 else math.ceil(rate * RELEASE_EVERY_S) + 1
+        parts = eligible_parts(session, line.id or 0, now, cap)
+        waits = runtime.limiter.reserve(line.id or 0, rate, len(parts), RELEASE_EVERY_S)
+        for part, wait in zip(parts, waits, strict=False):
+            _mark_dispatched(runtime, part, now)
+            outbox.add(TASK_SEND, part.message_id, wait)
+            released += 1
+    return released
+
+
+def eligible_parts(session: Session, line_id: int, now: datetime, limit: int) -> Sequence[Part]:
+    """Due parts of a line whose turn it is: the first unaccepted part of their message, and their
+    message the oldest unaccepted one to its recipient (so a recipient gets texts in enqueue order)."""
+    earlier_part = aliased(Part)
+    earlier_message = aliased(Message)
+    part_blocked = (
+        select(earlier_part.id)
+        .where(
+            earlier_part.message_id == Part.message_id,
+            earlier_part.position < Part.position,
+            col(earlier_part.state).in_(_UNACCEPTED),
+        )
+        .exists()
+    )
+    message_blocked = (
+        select(earlier_message.id)
+        .where(
+            earlier_message.line_id == Message.line_id,
+            earlier_message.recipient == Message.recipient,
+            col(earlier_message.id) < Message.id,
+            col(earlier_message.state).in_(_UNACCEPTED),
+            or_(col(earlier_message.send_at).is_(None), col(earlier_message.send_at) <= now),
+        )
+        .exists()
+    )
+    query = (
+        select(Part)
+        .join(Message, col(Message.id) == Part.message_id)
+        .where(Part.line_id == line_id, col(Part.state).in_(_WAITING), col(Part.due_at) <= now)
+        .where(~part_blocked, ~message_blocked)
+        .order_by(col(Part.due_at), col(Part.message_id))
+        .limit(limit)
+    )
+    return session.exec(query).all()
+
+
+def _release_polls(session: Session, runtime: Runtime, now: datetime, outbox: Outbox) -> int:
+    parts = session.exec(
+        select(Part)
+        .where(Part.state == State.SENT.value, col(Part.next_poll_at) <= now)
+        .order_by(col(Part.next_poll_at))
+        .limit(RELEASE_LIMIT)
+    ).all()
+    message_ids = {}
+    for part in parts:
+        part.next_poll_at = lease(runtime, now)
+        message_ids[part.message_id] = True
+    for message_id in message_ids:
+        outbox.add(TASK_POLL, message_id)
+    return len(message_ids)
+
+
+def _release_reconciles(session: Session, runtime: Runtime, now: datetime, outbox: Outbox) -> int:
+    parts = session.exec(
+        select(Part)
+        .where(Part.state == State.UNKNOWN.value, col(Part.provider_id).is_(None), col(Part.due_at) <= now)
+        .order_by(col(Part.due_at))
+        .limit(RELEASE_LIMIT)
+    ).all()
+    for part in parts:
+        part.due_at = lease(runtime, now)
+        outbox.add(TASK_RECONCILE, part.message_id)
+    return len(parts)

@@ -1,0 +1,78 @@
+"""Lines: logging one in (the password is used once and never stored) and pausing it when its
+session key stops working."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select, update
+
+from worker.planning import normalize_number
+from worker.runtime import Runtime
+from worker.store.db import transaction
+from worker.store.models import Line, Part, utcnow
+from worker.store.states import WAITING_STATES, LineState, State
+
+
+def login_line(runtime: Runtime, phone: str, username: str | None, password: str) -> Line:
+    """Log the line in and let its waiting messages go; raises ProviderError if login fails."""
+    number = normalize_number(phone, field="line", limits=runtime.limits)
+    username = username or number.removeprefix("+1")
+    session_key = runtime.client.login(username, password)
+    now = utcnow()
+    with transaction(runtime.engine) as session:
+        line = session.exec(select(Line).where(Line.phone == number)).first() or Line(
+            phone=number, username=username
+        )
+        line.username = username
+        line.session_key = session_key
+        line.state = LineState.ACTIVE.value
+        line.updated_at = now
+        session.add(line)
+        session.flush()
+        resume_lines(session, now, line.id)
+    return line
+
+
+def resume_lines(session: Session, now: datetime, line_id: int | None = None) -> int:
+    """Make everything that waited for a line (or every active line) due now: sends,
+    reconciliations and polls. Returns how many parts it woke."""
+    lines = [line_id] if line_id is not None else select(Line.id).where(Line.state == LineState.ACTIVE.value)
+    waiting = [s.value for s in WAITING_STATES]
+    sends = session.exec(
+        update(Part)
+        .where(col(Part.line_id).in_(lines), col(Part.due_at).is_(None))
+        .where(
+            or_(
+                col(Part.state).in_(waiting),
+                (col(Part.state) == State.UNKNOWN.value) & col(Part.provider_id).is_(None),
+            )
+        )
+        .values(due_at=now, dispatched_at=None)
+    )
+    polls = session.exec(
+        update(Part)
+        .where(
+            col(Part.line_id).in_(lines),
+            col(Part.state) == State.SENT.value,
+            col(Part.next_poll_at).is_(None),
+        )
+        .values(next_poll_at=now)
+    )
+    return (sends.rowcount or 0) + (polls.rowcount or 0)
+
+
+def mark_needs_login(session: Session, line_id: int, now: datetime) -> None:
+    """The provider refused the line's session key: pause the line until it logs in again."""
+    line = session.get(Line, line_id)
+    if line is not None and line.state != LineState.NEEDS_LOGIN.value:
+        line.state = LineState.NEEDS_LOGIN.value
+        line.session_key = None
+        line.updated_at = now
+
+
+def list_lines(runtime: Runtime) -> list[Line]:
+    """Every line, by number."""
+    with transaction(runtime.engine) as session:
+        return list(session.exec(select(Line).order_by(col(Line.phone))).all())

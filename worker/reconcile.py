@@ -1,0 +1,210 @@
+"""Reconciling a send whose outcome is unknown: find it at the provider before anything is resent.
+
+A read timeout or a dropped connection after the request left means the provider may have the
+message. We look for it in `message/list` (newest first, back to a little before the attempt): found,
+it is sent with the provider's id; still absent once enough time has passed for any in-flight request
+to land, it is proven absent and sent again. Never a blind resend.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from worker.dispatch import Outbox, try_dispatch
+from worker.hooks import notify_final
+from worker.lines import mark_needs_login
+from worker.runtime import Runtime
+from worker.sending import retry_policy
+from worker.store.db import transaction
+from worker.store.models import Line, Part, utcnow
+from worker.store.record import Locked, lock_message, move_part, record_delivery
+from worker.store.states import LineState, Source, State
+from worker.zipwhip.client import ZipwhipClient
+from worker.zipwhip.errors import Classification, ProviderError
+from worker.zipwhip.results import ProviderMessage
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 100
+MAX_PAGES = 20  # bounds the search on a very busy line
+CLOCK_SKEW_S = 60  # the provider's dateCreated may run behind or ahead of our clock
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the lost send looked like."""
+
+    part_id: int
+    session_key: str
+    recipient: str
+    body: str
+    since: datetime
+    known_ids: frozenset[str]
+
+
+def reconcile_step(runtime: Runtime, message_id: int) -> str:
+    """Look for a message's unknown part at the provider and settle it."""
+    with transaction(runtime.engine) as session:
+        wanted = _wanted(session, runtime, message_id)
+    if isinstance(wanted, str):
+        return wanted
+    try:
+        found: ProviderMessage | ProviderError | None = find_sent(runtime.client, wanted)
+    except ProviderError as error:
+        found = error
+    outbox = Outbox()
+    with transaction(runtime.engine) as session:
+        summary, final_state = _settle(session, runtime, message_id, wanted, found, utcnow(), outbox)
+    outbox.publish()
+    if final_state:
+        notify_final(runtime.settings.outcome_hook, message_id, final_state)
+    return summary
+
+
+def _unknown_part(locked: Locked) -> Part | None:
+    return next((p for p in locked.parts if p.state == State.UNKNOWN.value and not p.provider_id), None)
+
+
+def _wanted(session: Session, runtime: Runtime, message_id: int) -> Wanted | str:
+    locked = lock_message(session, message_id)
+    part = _unknown_part(locked) if locked else None
+    if locked is None or part is None:
+        return f"message {message_id}: nothing to reconcile"
+    line = session.get(Line, locked.message.line_id)
+    assert line is not None
+    if line.state != LineState.ACTIVE or not line.session_key:
+        part.due_at = None
+        return f"message {message_id}: reconciliation waits for the line to log in"
+    attempt_at = part.claimed_at or part.unknown_since or utcnow()
+    since = attempt_at - timedelta(seconds=CLOCK_SKEW_S)
+    known = session.exec(
+        select(Part.provider_id).where(
+            Part.line_id == line.id, col(Part.provider_id).is_not(None), col(Part.sent_at) >= since
+        )
+    ).all()
+    return Wanted(
+        part_id=part.id or 0,
+        session_key=line.session_key,
+        recipient=locked.message.recipient,
+        body=part.body,
+        since=since,
+        known_ids=frozenset(p for p in known if p),
+    )
+
+
+def _digits(number: str | None) -> str:
+    return re.sub(r"\D", "", number or "")[-10:]
+
+
+def matches(message: ProviderMessage, wanted: Wanted) -> bool:
+    """True when a provider message is the lost send: to the recipient, same body, not yet ours."""
+    if message.type not in (None, "ZO") or message.id in wanted.known_ids:
+        return False
+    if _digits(message.dest_address or message.address) != _digits(wanted.recipient):
+        return False
+    return (message.body or "") == wanted.body
+
+
+def find_sent(client: ZipwhipClient, wanted: Wanted) -> ProviderMessage | None:
+    """The oldest matching message at the provider sent after the attempt began, or None."""
+    return _oldest_match(_recent(client, wanted), wanted)
+
+
+def _recent(client: ZipwhipClient, wanted: Wanted) -> Iterable[ProviderMessage]:
+    for page in range(MAX_PAGES):
+        batch = client.list_messages(wanted.session_key, start=page * PAGE_SIZE, limit=PAGE_SIZE)
+        yield from batch.messages
+        oldest = batch.messages[-1].date_created if batch.messages else None
+        if len(batch.messages) < PAGE_SIZE or (oldest is not None and oldest < wanted.since):
+            return
+
+
+def _oldest_match(messages: Iterable[ProviderMessage], wanted: Wanted) -> ProviderMessage | None:
+    candidates = [
+        m
+        for m in messages
+        if matches(m, wanted) and (m.date_created is None or m.date_created >= wanted.since)
+    ]
+    return candidates[-1] if candidates else None  # newest first: the last is the oldest
+
+
+def _settle(
+    session: Session,
+    runtime: Runtime,
+    message_id: int,
+    wanted: Wanted,
+    found: ProviderMessage | ProviderError | None,
+    now: datetime,
+    outbox: Outbox,
+) -> tuple[str, str | None]:
+    locked = lock_message(session, message_id)
+    assert locked is not None
+    part = next((p for p in locked.parts if p.id == wanted.part_id), None)
+    if part is None or part.state != State.UNKNOWN.value or part.provider_id:
+        return f"message {message_id}: already settled", None
+    label = f"message {message_id} part {part.position + 1}/{len(locked.parts)}"
+    if isinstance(found, ProviderError):
+        return f"{label}: {_search_failed(session, runtime, locked, part, found, now)}", None
+    if found is not None:
+        _found(session, runtime, locked, part, found, now, outbox)
+        return f"{label}: found at the provider as {found.id}", locked.newly_final
+    return f"{label}: {_absent(session, runtime, locked, part, now)}", locked.newly_final
+
+
+def _found(
+    session: Session,
+    runtime: Runtime,
+    locked: Locked,
+    part: Part,
+    found: ProviderMessage,
+    now: datetime,
+    outbox: Outbox,
+) -> None:
+    part.provider_id = found.id
+    part.fingerprint = found.fingerprint
+    part.sent_at = part.claimed_at or now
+    part.next_poll_at = now + timedelta(seconds=runtime.settings.poll_delays_s[0])
+    part.poll_count = 0
+    part.due_at = None
+    description = f"found at the provider as {found.id}"
+    move_part(session, locked, part, State.SENT, Source.RECONCILE, now, description=description)
+    if found.status_code is not None:
+        record_delivery(session, locked, part, found.status_code, found.message_status, Source.RECONCILE, now)
+    line = session.get(Line, locked.message.line_id)
+    if line is not None:
+        try_dispatch(session, runtime, locked, line, now, outbox)
+
+
+def _absent(session: Session, runtime: Runtime, locked: Locked, part: Part, now: datetime) -> str:
+    s = runtime.settings
+    attempt_at = part.claimed_at or part.unknown_since or now
+    if now - attempt_at < timedelta(seconds=s.reconcile_settle_s):
+        part.due_at = now + timedelta(seconds=s.reconcile_delay_s)
+        return "not found yet; looking again"
+    if retry_policy(runtime).exhausted(part.attempts):
+        description = f"not accepted by the provider after {part.attempts} attempts"
+        move_part(session, locked, part, State.FAILED, Source.RECONCILE, now, description=description)
+        return "failed: attempts used up"
+    part.due_at = now
+    part.unknown_since = None
+    description = "proven absent at the provider; sending again"
+    move_part(session, locked, part, State.QUEUED, Source.RECONCILE, now, description=description)
+    return "not at the provider; sending again"
+
+
+def _search_failed(
+    session: Session, runtime: Runtime, locked: Locked, part: Part, error: ProviderError, now: datetime
+) -> str:
+    if error.classification is Classification.SESSION_INVALID:
+        mark_needs_login(session, locked.message.line_id, now)
+        part.due_at = None
+        return "line needs login; reconciliation waits"
+    part.due_at = now + timedelta(seconds=runtime.settings.reconcile_delay_s)
+    log.warning("reconciliation search failed: %s", error)
+    return f"search failed ({error.kind.value}); looking again later"

@@ -1,0 +1,107 @@
+"""Per-process resources (database engine, Redis, provider client), built once per process.
+
+Connection pools must not cross a fork, so the runtime remembers the pid it was built in and is
+rebuilt in a forked child; within a process every thread shares it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from redis import Redis
+from sqlalchemy import Engine
+
+from config.settings import Settings, get_settings
+from worker.planning import Limits
+from worker.ratelimit import LineRateLimiter
+from worker.store.db import make_engine
+from worker.zipwhip.client import ClientConfig, ZipwhipClient
+
+
+@dataclass
+class Runtime:
+    """What a task or the producer needs to do its work."""
+
+    settings: Settings
+    pid: int = field(default_factory=os.getpid)
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The database engine, with a pool sized for the provider pool's concurrency."""
+        return make_engine(
+            self.settings.database_url, pool_size=max(8, self.settings.provider_pool_size // 2)
+        )
+
+    @cached_property
+    def redis(self) -> Redis:
+        """Redis for rate limits and locks (not the broker connection)."""
+        return Redis.from_url(self.settings.effective_redis_url, socket_timeout=5, health_check_interval=30)
+
+    @cached_property
+    def limiter(self) -> LineRateLimiter:
+        """The per-line send rate shared by all hosts."""
+        return LineRateLimiter(self.redis)
+
+    @cached_property
+    def client(self) -> ZipwhipClient:
+        """The provider client with its keep-alive pool."""
+        s = self.settings
+        return ZipwhipClient(
+            ClientConfig(
+                base_url=s.zipwhip_base_url,
+                connect_timeout_s=s.provider_connect_timeout_s,
+                read_timeout_s=s.provider_read_timeout_s,
+                pool_size=s.provider_pool_size,
+            )
+        )
+
+    @cached_property
+    def limits(self) -> Limits:
+        """The provider's limits for message planning."""
+        s = self.settings
+        return Limits(
+            body_max_bytes=s.body_max_bytes,
+            mms_max_attachments=s.mms_max_attachments,
+            mms_payload_max_bytes=s.mms_payload_max_bytes,
+            shrink_images=s.shrink_images,
+            default_region=s.default_region,
+            allowed_country_codes=tuple(s.allowed_country_codes),
+        )
+
+    def close(self) -> None:
+        """Release pools (used by tests and at process exit)."""
+        for name in ("engine", "redis", "client"):
+            resource = self.__dict__.pop(name, None)
+            if resource is None:
+                continue
+            closer = getattr(resource, "dispose", None) or resource.close
+            closer()
+
+
+_lock = threading.Lock()
+_current: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The runtime of this process, built on first use (and again after a fork)."""
+    global _current
+    runtime = _current
+    if runtime is not None and runtime.pid == os.getpid():
+        return runtime
+    with _lock:
+        if _current is None or _current.pid != os.getpid():
+            _current = Runtime(get_settings())
+        return _current
+
+
+def reset_runtime(settings: Settings | None = None) -> Runtime:
+    """Drop the current runtime and build a fresh one (tests, or after settings change)."""
+    global _current
+    with _lock:
+        if _current is not None and _current.pid == os.getpid():
+            _current.close()
+        _current = Runtime(settings or get_settings())
+        return _current

@@ -1,0 +1,1 @@
+"""Storage: the database row is the truth about every message; the broker only carries ids."""

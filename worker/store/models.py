@@ -1,0 +1,140 @@
+"""The tables. Times are aware UTC datetimes; provider ids are strings (they exceed 2^53)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from worker.store.states import LineState, State
+
+
+def utcnow() -> datetime:
+    """Now, as the aware UTC datetime every table stores."""
+    return datetime.now(UTC)
+
+
+class Line(SQLModel, table=True):
+    """A texting line: its number, who logs in for it, and whether it can send now."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str = Field(unique=True, index=True, description="E.164")
+    username: str
+    session_key: str | None = Field(default=None, repr=False, description="a credential: never logged")
+    state: str = Field(default=LineState.NEEDS_LOGIN.value)
+    rate_per_s: float | None = Field(default=None, description="overrides the line rate setting")
+    webhook_secret: str | None = Field(default=None, repr=False)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Message(SQLModel, table=True):
+    """One request to text a recipient; sent as one or more parts."""
+
+    __table_args__ = (
+        UniqueConstraint("line_id", "idempotency_key", name="uq_message_line_idempotency"),
+        Index("ix_message_line_recipient", "line_id", "recipient", "id"),
+        Index("ix_message_state", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    line_id: int = Field(foreign_key="line.id")
+    recipient: str = Field(description="E.164")
+    state: str = Field(default=State.QUEUED.value)
+    idempotency_key: str | None = None
+    send_at: datetime | None = None
+    expires_at: datetime | None = None
+    meta: dict[str, Any] | None = Field(default=None, sa_column=Column("meta", JSON))
+    error_code: int | None = None
+    error_description: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    final_at: datetime | None = None
+
+
+class Part(SQLModel, table=True):
+    """One provider message (SMS or MMS) of a message, with its sending and delivery state."""
+
+    __table_args__ = (
+        UniqueConstraint("message_id", "position", name="uq_part_message_position"),
+        Index("ix_part_state_due", "state", "due_at"),
+        Index("ix_part_line_state_due", "line_id", "state", "due_at"),
+        Index("ix_part_state_poll", "state", "next_poll_at"),
+        Index("ix_part_provider_id", "provider_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    line_id: int = Field(foreign_key="line.id")
+    position: int
+    kind: str = Field(description="sms or mms")
+    body: str
+    body_bytes: int
+    payload_bytes: int
+    state: str = Field(default=State.QUEUED.value)
+    attempts: int = 0
+    due_at: datetime | None = Field(
+        default=None, description="when the release job next looks at it; None: waits for its line to log in"
+    )
+    dispatched_at: datetime | None = Field(
+        default=None, description="set when a send task was published for it; a claim needs it"
+    )
+    claimed_at: datetime | None = None
+    claim_token: str | None = Field(default=None, description="the task delivery that claimed it")
+    provider_id: str | None = None
+    fingerprint: str | None = None
+    status_code: int | None = None
+    message_status: int | None = None
+    sent_at: datetime | None = None
+    final_at: datetime | None = None
+    next_poll_at: datetime | None = None
+    poll_count: int = 0
+    unknown_since: datetime | None = None
+    error_kind: str | None = None
+    error_code: int | None = None
+    error_description: str | None = None
+
+
+class Attachment(SQLModel, table=True):
+    """A file of an MMS part, kept in the database so that any worker host can send it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    part_id: int = Field(foreign_key="part.id", index=True)
+    position: int
+    filename: str
+    content_type: str
+    size: int
+    from_body: bool = False
+    data: bytes = Field(sa_column=Column("data", LargeBinary, nullable=False), repr=False)
+
+
+class StatusEvent(SQLModel, table=True):
+    """One change in a message's history, with who saw it and the provider's raw code."""
+
+    __tablename__ = "status_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    part_id: int | None = Field(default=None, foreign_key="part.id")
+    at: datetime = Field(default_factory=utcnow)
+    source: str
+    state: str
+    code: int | None = Field(default=None, description="send code from the provider, if any")
+    status_code: int | None = None
+    message_status: int | None = None
+    description: str | None = None
+
+
+class OptOut(SQLModel, table=True):
+    """A recipient who must not be texted from this line (STOP), until they text START."""
+
+    __tablename__ = "opt_out"
+    __table_args__ = (UniqueConstraint("line_id", "number", name="uq_opt_out_line_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    line_id: int = Field(foreign_key="line.id")
+    number: str = Field(description="E.164")
+    source: str
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,183 @@
+"""The one place that writes status: moves parts, derives the message's state, keeps the history.
+
+Every writer (send, poll, webhook, sweeper, reconciliation) calls these inside a transaction that
+holds the message row locked (`lock_message`), so two writers never interleave on one message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from worker.store.models import Message, Part, StatusEvent
+from worker.store.states import FINAL_STATES, NOT_YET_ACCEPTED, Source, State, can_move, derive_message_state
+from worker.zipwhip.codes import delivery_status, message_status
+
+
+@dataclass
+class Locked:
+    """A message and its parts (in send order), loaded under a row lock."""
+
+    message: Message
+    parts: list[Part]
+    was_final: bool = False
+
+    def next_unaccepted(self) -> Part | None:
+        """The first part the provider has not accepted yet (parts go out in order)."""
+        return next((p for p in self.parts if State(p.state) in NOT_YET_ACCEPTED), None)
+
+    @property
+    def final(self) -> bool:
+        """True once the message can no longer change state."""
+        return State(self.message.state) in FINAL_STATES
+
+    @property
+    def newly_final(self) -> str | None:
+        """The message's final state if it became final under this lock, else None."""
+        return self.message.state if self.final and not self.was_final else None
+
+
+def lock_message(session: Session, message_id: int) -> Locked | None:
+    """Load a message with its parts, holding its row lock until the transaction ends."""
+    message = session.exec(select(Message).where(Message.id == message_id).with_for_update()).first()
+    if message is None:
+        return None
+    parts = session.exec(select(Part).where(Part.message_id == message_id).order_by(col(Part.position)))
+    return Locked(message, list(parts.all()), was_final=State(message.state) in FINAL_STATES)
+
+
+def add_event(
+    session: Session,
+    part: Part | None,
+    message_id: int,
+    state: State,
+    source: Source,
+    now: datetime,
+    *,
+    code: int | None = None,
+    description: str | None = None,
+) -> None:
+    """Append one row to the message's history."""
+    session.add(
+        StatusEvent(
+            message_id=message_id,
+            part_id=part.id if part else None,
+            at=now,
+            source=source.value,
+            state=state.value,
+            code=code,
+            status_code=part.status_code if part else None,
+            message_status=part.message_status if part else None,
+            description=description,
+        )
+    )
+
+
+def move_part(
+    session: Session,
+    locked: Locked,
+    part: Part,
+    new: State,
+    source: Source,
+    now: datetime,
+    *,
+    code: int | None = None,
+    description: str | None = None,
+) -> bool:
+    """Move one part to `new` if the rules allow it; record why; keep the message's state in step.
+
+    A part that ends failed or rejected takes the parts after it, not yet sent, with it: a message
+    that cannot arrive whole is not sent in pieces. Returns False (and changes nothing) when the move
+    is not allowed, e.g. a late answer for a part that is already final.
+    """
+    current = State(part.state)
+    if current is new or not can_move(current, new):
+        return False
+    part.state = new.value
+    if new in FINAL_STATES:
+        part.final_at = now
+        part.due_at = None
+    if new in (State.FAILED, State.REJECTED):
+        part.error_code = code if code is not None else part.error_code
+        part.error_description = description
+    add_event(session, part, locked.message.id or 0, new, source, now, code=code, description=description)
+    if new in (State.FAILED, State.REJECTED):
+        _end_later_parts(session, locked, part, new, source, now)
+    refresh_message(locked, now)
+    return True
+
+
+def _end_later_parts(
+    session: Session, locked: Locked, failed: Part, new: State, source: Source, now: datetime
+) -> None:
+    reason = f"not sent: part {failed.position + 1} ended {new.value}"
+    for later in locked.parts:
+        if later.position > failed.position and State(later.state) in (State.QUEUED, State.RETRYING):
+            later.state = new.value
+            later.final_at = now
+            later.due_at = None
+            later.error_description = reason
+            add_event(session, later, locked.message.id or 0, new, source, now, description=reason)
+
+
+def refresh_message(locked: Locked, now: datetime) -> bool:
+    """Derive the message's state from its parts; returns True when it just became final."""
+    message = locked.message
+    old = State(message.state)
+    new = derive_message_state(State(p.state) for p in locked.parts)
+    if new is old or old in FINAL_STATES:
+        return False
+    message.state = new.value
+    message.updated_at = now
+    if new not in FINAL_STATES:
+        return False
+    message.final_at = now
+    deciding = next((p for p in locked.parts if State(p.state) is new), None)
+    if deciding is not None and new is not State.DELIVERED:
+        message.error_code = deciding.error_code
+        message.error_description = deciding.error_description
+    return True
+
+
+def _progress_rank(status_code: int | None) -> int:
+    """How far along a delivery status is: unknown < in process < queued < final."""
+    if status_code is None:
+        return 0
+    info = delivery_status(status_code)
+    if info.final:
+        return 3
+    return {1: 1, 2: 2, 3: 2}.get(status_code, 0)
+
+
+def record_delivery(
+    session: Session,
+    locked: Locked,
+    part: Part,
+    status_code: int,
+    message_status_code: int | None,
+    source: Source,
+    now: datetime,
+) -> bool:
+    """Record a delivery status seen by a poll or a webhook; never moves backwards.
+
+    Final codes end the part delivered or failed (with the messageStatus reason); transient ones
+    are kept as progress in the history. Duplicates and out-of-order reports change nothing.
+    """
+    if State(part.state) in FINAL_STATES or State(part.state) not in (State.SENT, State.UNKNOWN):
+        return False
+    if _progress_rank(status_code) <= _progress_rank(part.status_code):
+        return False
+    part.status_code = status_code
+    part.message_status = message_status_code
+    info = delivery_status(status_code)
+    reason = message_status(message_status_code).description if message_status_code is not None else None
+    description = f"{info.description}" + (f": {reason}" if reason else "")
+    if not info.final:
+        state = State(part.state)
+        add_event(session, part, locked.message.id or 0, state, source, now, description=description)
+        return True
+    new = State.DELIVERED if info.state == "success" else State.FAILED
+    part.next_poll_at = None
+    return move_part(session, locked, part, new, source, now, code=None, description=description)

@@ -1,0 +1,1 @@
+"""The web process: health, Prometheus metrics and (later) the provider's webhooks."""
