@@ -77,8 +77,9 @@ class ZipwhipClient:
 
     def _call(
         self, method: str, fields: Fields, files: list[tuple[str, Any]] | None = None
-    ) -> Mapping[str, Any]:
-        """POST the fields as a form, or everything as multipart when there are files."""
+    ) -> tuple[Mapping[str, Any], int]:
+        """POST the fields as a form (or everything as multipart when there are files); returns the
+        envelope of a successful answer and its HTTP status."""
         timeout = (self._config.connect_timeout_s, self._config.read_timeout_s)
         data: Fields | None = fields
         if files is not None:  # (None, value) makes requests send a plain multipart field
@@ -88,19 +89,21 @@ class ZipwhipClient:
             response = self._http.post(self._base + method, data=data, files=files, timeout=timeout)
         except requests.RequestException as error:
             raise error_from_exception(error, method) from None
-        return unwrap(response, method)
+        return unwrap(response, method), response.status_code
 
-    def _read(self, method: str, parse_answer: Callable[[Any], T], answer: Any) -> T:
+    def _read(self, method: str, parse_answer: Callable[[Any], T], answer: Any, status: int) -> T:
         try:
             return parse_answer(answer)
         except (parse.Malformed, KeyError, TypeError, ValueError) as error:
-            raise unparseable(f"answer without the expected shape: {error}", method) from None
+            raise unparseable(f"answer without the expected shape: {error}", method, status) from None
 
     def _response(self, method: str, fields: Fields, parse_answer: Callable[[Any], T]) -> T:
-        return self._read(method, parse_answer, self._call(method, fields).get("response"))
+        envelope, status = self._call(method, fields)
+        return self._read(method, parse_answer, envelope.get("response"), status)
 
     def _envelope(self, method: str, fields: Fields, parse_answer: Callable[[Mapping[str, Any]], T]) -> T:
-        return self._read(method, parse_answer, self._call(method, fields))
+        envelope, status = self._call(method, fields)
+        return self._read(method, parse_answer, envelope, status)
 
     # Sessions
 
@@ -127,8 +130,8 @@ class ZipwhipClient:
         fields = [("session", session), ("to", to)] + ([("body", body)] if body else [])
         names = _part_names(files)
         parts = [(name, (f.filename, f.data, f.content_type)) for name, f in zip(names, files, strict=True)]
-        answer = self._call("messaging/send", fields, parts)
-        return self._read("messaging/send", parse.mms_receipt, answer.get("response"))
+        envelope, status = self._call("messaging/send", fields, parts)
+        return self._read("messaging/send", parse.mms_receipt, envelope.get("response"), status)
 
     # Reading
 
