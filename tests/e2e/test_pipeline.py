@@ -16,7 +16,7 @@ import pytest
 from tasks import InvalidMessage, send_message
 from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD, Deployment, fresh_recipient, image
 from tests.support.stack import ROOT, wait_for
-from worker.lines import login_line
+from worker.lines import list_lines, login_line
 from worker.planning import FileInput
 
 pytestmark = pytest.mark.e2e
@@ -158,22 +158,23 @@ def test_a_scheduled_message_waits_for_its_time(deployment: Deployment) -> None:
 def test_a_line_whose_session_dies_waits_and_resumes_after_login(deployment: Deployment) -> None:
     to = fresh_recipient()
     deployment.simulator.invalidate_sessions(DEMO_LINE)
-    waiting = send_message(DEMO_LINE, to, "Waiting for login")
-    expiring = send_message(
-        DEMO_LINE, fresh_recipient(), "Too late", expires_at=datetime.now(UTC) + timedelta(seconds=2)
-    )
-    wait_for(
-        lambda: (
-            deployment.report(waiting)["state"] == "queued"
-            and deployment.report(waiting)["parts"][0]["error"]
-        ),
-        20,
-    )
-    assert deployment.wait_final(expiring)["state"] == "rejected"
-    assert deployment.report(waiting)["state"] == "queued"  # waiting, not failed
-    login_line(deployment.runtime, DEMO_LINE, None, DEMO_PASSWORD)
+    try:
+        waiting = send_message(DEMO_LINE, to, "Waiting for login")
+        soon = datetime.now(UTC) + timedelta(seconds=2)
+        expiring = send_message(DEMO_LINE, fresh_recipient(), "Too late", expires_at=soon)
+        wait_for(lambda: line_state(deployment) == "needs_login", 20, what="the line to need a login")
+        assert deployment.wait_final(expiring)["state"] == "rejected"
+        time.sleep(1)
+        assert deployment.report(waiting)["state"] == "queued"  # waiting, not failed
+    finally:
+        login_line(deployment.runtime, DEMO_LINE, None, DEMO_PASSWORD)
     assert deployment.wait_final(waiting)["state"] == "delivered"
     assert [s["count"] for s in deployment.sends_to(to)] == [1]
+
+
+def line_state(deployment: Deployment) -> str:
+    [line] = [line for line in list_lines(deployment.runtime) if line.phone == "+1" + DEMO_LINE]
+    return line.state
 
 
 def test_bad_input_raises_naming_every_problem_and_records_nothing(deployment: Deployment) -> None:
