@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 
 from pydantic import AliasChoices, Field, field_validator
@@ -111,6 +113,18 @@ class Settings(BaseSettings):
     def effective_redis_url(self) -> str:
         """Redis for our own keys: the explicit setting, else the broker."""
         return self.redis_url or self.broker_url
+
+
+def settings_from(env: Mapping[str, str]) -> Settings:
+    """Settings read from the given variables (over the real environment), as a child process
+    started with them would read them."""
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @lru_cache(maxsize=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -24,6 +25,7 @@ def register(app: typer.Typer) -> None:
     app.command("beat")(beat)
     app.command("web")(web)
     app.command("flower")(flower)
+    app.command("demo")(demo)
     app.command(
         "simulator",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
@@ -113,3 +115,27 @@ def flower() -> None:
         f"--port={s.flower_port}",
         f"--max_tasks={s.flower_max_tasks}",
     )
+
+
+def demo(
+    messages: int = typer.Option(300, help="How many messages to send."),
+    keep: bool = typer.Option(False, "--keep", help="Leave everything running at the end."),
+    seed: int = typer.Option(7, help="Seed of the mix and of the simulator's faults."),
+    workers: int = typer.Option(1, help="Worker processes to start."),
+    timeout: float = typer.Option(300, help="Seconds to wait for every message to be final."),
+    workdir: Path = typer.Option(Path(".outbox/demo"), help="Where the demo keeps its database and logs."),
+) -> None:
+    """Run everything locally, send a realistic mix, watch it live, print a summary."""
+    from worker.demo.run import DemoOptions, run_demo
+    from worker.devstack import StackError
+
+    try:
+        code = run_demo(
+            DemoOptions(
+                messages=messages, keep=keep, seed=seed, workers=workers, timeout_s=timeout, workdir=workdir
+            ),
+            console,
+        )
+    except StackError as error:
+        fail(str(error))
+    raise typer.Exit(code)
