@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     outcome_hook: str | None = Field(
         None, description="Called on a final state with (message_id, state): 'module:func' or a task name."
     )
+    worker_concurrency: int = Field(32, description="Threads per worker process (provider calls in flight).")
     web_host: str = Field("127.0.0.1", description="Bind address of the web process (webhooks, metrics).")
     web_port: int = Field(8000, description="Port of the web process.")
     log_level: str = Field("INFO", description="Log level of every process.")

@@ -16,7 +16,6 @@ db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 # The work is waiting on the provider's answers, not on the CPU: a thread pool keeps many calls in
 # flight in one process with one connection pool (see the README's "Throughput" section).
 DEFAULT_POOL = "threads"
-DEFAULT_CONCURRENCY = 32
 
 
 def register(app: typer.Typer) -> None:
@@ -45,12 +44,15 @@ def _celery(*args: str) -> None:
 
 
 def worker(
-    concurrency: int = typer.Option(DEFAULT_CONCURRENCY, help="Threads per worker process."),
+    concurrency: int = typer.Option(None, help="Threads per worker process (default: worker_concurrency)."),
     hostname: str = typer.Option(None, help="Node name in Flower (default: celery@<host>)."),
     loglevel: str = typer.Option("INFO", help="Log level."),
 ) -> None:
     """Run a worker on the send, status and control queues."""
+    from config.settings import get_settings
+
     queues = ",".join((SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE))
+    concurrency = concurrency or get_settings().worker_concurrency
     extra = ["--hostname", hostname] if hostname else []
     _celery(
         "worker",
