@@ -28,7 +28,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
-        # Nothing waits in the broker longer than max_countdown_s, far below this.
+        # Waits live in the database; the only countdowns are rate-limit slots under a second or two.
         "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
         # Late acks + reject on worker loss: a task whose worker dies runs again, and the database
         # claim makes the second run harmless.

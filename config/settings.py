@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     retry_backoff_base_s: float = Field(2.0, description="First retry delay; doubles each attempt.")
     retry_backoff_max_s: float = Field(300.0, description="Longest retry delay (kept far below visibility).")
     claim_timeout_s: float = Field(
-        120.0, description="A part claimed for sending longer than this is reconciled by the sweeper."
+        180.0, description="A part claimed longer than this (above the task time limit) is reconciled."
     )
     line_rate_per_s: float = Field(
         1.0,
@@ -72,14 +72,11 @@ class Settings(BaseSettings):
         30.0, description="An ambiguous send not found at the provider this long after it is sent again."
     )
     reconcile_window_s: float = Field(
-        600.0, description="How far back before an ambiguous send message/list is searched for it."
+        60.0, description="How far before an ambiguous attempt message/list is searched (clock skew)."
     )
 
     # Queue hygiene.
     broker_visibility_timeout_s: float = Field(3600.0, description="Redis visibility timeout.")
-    max_countdown_s: float = Field(
-        300.0, description="Longest Celery countdown; longer waits live in the database (beat releases them)."
-    )
     sweeper_interval_s: float = Field(10.0, description="How often beat runs the sweeper.")
     release_lease_s: float = Field(
         120.0, description="Published work whose task never ran is released again after this long."
@@ -94,6 +91,9 @@ class Settings(BaseSettings):
     web_host: str = Field("127.0.0.1", description="Bind address of the web process (webhooks, metrics).")
     web_port: int = Field(8000, description="Port of the web process.")
     log_level: str = Field("INFO", description="Log level of every process.")
+    beat_schedule_path: str = Field(
+        ".outbox/celerybeat-schedule", description="Where beat keeps its schedule."
+    )
     flower_basic_auth: str | None = Field(
         None,
         validation_alias=AliasChoices("FLOWER_BASIC_AUTH", "OUTBOX_FLOWER_BASIC_AUTH"),

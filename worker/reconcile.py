@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 MAX_PAGES = 20  # bounds the search on a very busy line
-CLOCK_SKEW_S = 60  # the provider's dateCreated may run behind or ahead of our clock
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def _wanted(session: Session, runtime: Runtime, message_id: int) -> Wanted | str
         part.due_at = None
         return f"message {message_id}: reconciliation waits for the line to log in"
     attempt_at = part.claimed_at or part.unknown_since or utcnow()
-    since = attempt_at - timedelta(seconds=CLOCK_SKEW_S)
+    since = attempt_at - timedelta(seconds=runtime.settings.reconcile_window_s)  # clock skew
     known = session.exec(
         select(Part.provider_id).where(
             Part.line_id == line.id, col(Part.provider_id).is_not(None), col(Part.sent_at) >= since

@@ -207,3 +207,15 @@ def test_outbox_status_json_reads_every_state(deployment: Deployment) -> None:
     assert [(r["id"], r["state"]) for r in reports] == [(delivered, "delivered"), (failed, "failed")]
     assert reports[1]["parts"][0]["error"]["code"] == -703
     assert all(r["history"] for r in reports)
+
+
+def test_logs_carry_message_ids_but_never_a_session_key_or_a_body(deployment: Deployment) -> None:
+    body = "Secret-ish body text 7f3a"
+    message_id = send_message(DEMO_LINE, fresh_recipient(), body)
+    deployment.wait_final(message_id)
+    [line] = [line for line in list_lines(deployment.runtime) if line.phone == "+1" + DEMO_LINE]
+    assert line.session_key
+    logs = deployment.stack.log("worker1") + deployment.stack.log("beat")
+    assert line.session_key not in logs and line.session_key.split(":")[0] not in logs
+    assert body not in logs
+    assert f"message {message_id} part 1/1: sent as" in logs

@@ -32,7 +32,7 @@ def test_honcho_starts_every_process_and_a_text_goes_out(broker_url: str, tmp_pa
         "OUTBOX_WEB_PORT": str(ports["web"]),
         "OUTBOX_FLOWER_PORT": str(ports["flower"]),
         "FLOWER_BASIC_AUTH": "ops:secret",
-        "OUTBOX_BEAT_SCHEDULE": str(tmp_path / "beat-schedule"),
+        "OUTBOX_BEAT_SCHEDULE_PATH": str(tmp_path / "beat-schedule"),
         "OUTBOX_POLL_DELAYS_S": "[0.5, 1]",
     }
     log = open(tmp_path / "honcho.log", "wb")  # noqa: SIM115 - honcho's whole life

@@ -70,13 +70,11 @@ def worker(
 
 def beat(loglevel: str = typer.Option("INFO", help="Log level.")) -> None:
     """Run beat (one per deployment): releases due work every second and runs the sweeper."""
-    _celery(
-        "beat",
-        "-l",
-        loglevel,
-        "--schedule",
-        os.environ.get("OUTBOX_BEAT_SCHEDULE", ".outbox/celerybeat-schedule"),
-    )
+    from config.settings import get_settings
+
+    schedule = Path(get_settings().beat_schedule_path)
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    _celery("beat", "-l", loglevel, "--schedule", str(schedule))
 
 
 def simulator(ctx: typer.Context) -> None:

@@ -78,7 +78,7 @@ def _start(stack: DevStack, options: DemoOptions, console: Console) -> tuple[Set
         "OUTBOX_WEB_PORT": str(web_port),
         "OUTBOX_FLOWER_PORT": str(flower_port),
         "FLOWER_BASIC_AUTH": flower_auth,
-        "OUTBOX_BEAT_SCHEDULE": str(options.workdir / "celerybeat-schedule"),
+        "OUTBOX_BEAT_SCHEDULE_PATH": str(options.workdir / "celerybeat-schedule"),
     }
     settings = settings_from(stack.env)
     simulator = [
