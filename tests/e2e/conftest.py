@@ -77,6 +77,11 @@ class Deployment:
 
         return wait_for(reached, timeout_s, 0.2, f"message {message_id} to be {state}")
 
+    def hook_calls(self) -> list[str]:
+        """What the outcome hook was told, one "id state" per line."""
+        path = self.stack.workdir / "outcomes.txt"
+        return path.read_text().splitlines() if path.exists() else []
+
     def sends_to(self, recipient: str) -> list[dict[str, Any]]:
         """What the provider recorded as sent to this recipient (one entry per distinct send)."""
         return [s for s in self.simulator.counters()["sends"] if s["to"] == recipient]
@@ -101,6 +106,8 @@ def deployment(
             "OUTBOX_BROKER_URL": broker_url,
             "OUTBOX_DATABASE_URL": database_url,
             "ZIPWHIP_BASE_URL": simulator.base_url,
+            "OUTBOX_OUTCOME_HOOK": "tests.support.hooks:record_outcome",
+            "OUTBOX_TEST_HOOK_FILE": str(workdir / "outcomes.txt"),
         }
         engine = make_engine(database_url)
         migrate(engine)

@@ -219,3 +219,39 @@ def test_logs_carry_message_ids_but_never_a_session_key_or_a_body(deployment: De
     assert line.session_key not in logs and line.session_key.split(":")[0] not in logs
     assert body not in logs
     assert f"message {message_id} part 1/1: sent as" in logs
+
+
+def test_the_application_hears_each_final_outcome_once(deployment: Deployment) -> None:
+    delivered = send_message(DEMO_LINE, fresh_recipient(), "Tell the app")
+    refused = fresh_recipient()
+    deployment.simulator.script(refused, outcomes=["code:-703"])
+    failed = send_message(DEMO_LINE, refused, "Tell the app too")
+    deployment.wait_final(delivered)
+    deployment.wait_final(failed)
+
+    def both_heard() -> list[str] | None:
+        calls = deployment.hook_calls()
+        return calls if f"{failed} failed" in calls and f"{delivered} delivered" in calls else None
+
+    calls = wait_for(both_heard, 10, what="the outcome hook")
+    assert calls.count(f"{delivered} delivered") == 1 and calls.count(f"{failed} failed") == 1
+
+
+def test_metrics_show_states_outcomes_latency_queues_and_waiting_age(deployment: Deployment) -> None:
+    from starlette.testclient import TestClient
+
+    from worker.web.app import create_app
+
+    waiting = send_message(
+        DEMO_LINE, fresh_recipient(), "Later", send_at=datetime.now(UTC) + timedelta(minutes=5)
+    )
+    with TestClient(create_app(deployment.runtime)) as web:
+        text = web.get("/metrics").text
+        health = web.get("/healthz")
+    assert health.status_code == 200 and health.json() == {"database": True, "broker": True}
+    assert 'outbox_messages{state="delivered"}' in text and 'outbox_messages{state="queued"}' in text
+    assert 'outbox_send_outcomes_total{outcome="sent"}' in text
+    assert "outbox_provider_latency_seconds_count" in text
+    assert 'outbox_queue_depth{queue="send"}' in text
+    assert 'outbox_oldest_queued_age_seconds{line="+15556661234"}' in text
+    assert deployment.report(waiting)["state"] == "queued"

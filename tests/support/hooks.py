@@ -1,0 +1,11 @@
+"""An outcome hook for the end-to-end tests: appends "message_id state" to a file."""
+
+from __future__ import annotations
+
+import os
+
+
+def record_outcome(message_id: int, state: str) -> None:
+    """Called by the worker (OUTBOX_OUTCOME_HOOK=tests.support.hooks:record_outcome)."""
+    with open(os.environ["OUTBOX_TEST_HOOK_FILE"], "a", encoding="utf-8") as out:
+        out.write(f"{message_id} {state}\n")
