@@ -242,6 +242,7 @@ def test_metrics_show_states_outcomes_latency_queues_and_waiting_age(deployment:
 
     from worker.web.app import create_app
 
+    deployment.wait_final(send_message(DEMO_LINE, fresh_recipient(), "Now"))
     waiting = send_message(
         DEMO_LINE, fresh_recipient(), "Later", send_at=datetime.now(UTC) + timedelta(minutes=5)
     )
