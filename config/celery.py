@@ -42,15 +42,22 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": None,
         "task_time_limit": settings.task_time_limit_s,
         "task_soft_time_limit": settings.task_time_limit_s * 0.8,
-        "task_queues": (Queue(SEND_QUEUE), Queue(STATUS_QUEUE), Queue(CONTROL_QUEUE)),
+        # One direct exchange (Celery's default), each queue bound by its own name: a task goes to
+        # exactly one queue. Publishing keeps working after Redis restarts empty (the chaos tests).
+        "task_queues": tuple(
+            Queue(name, routing_key=name) for name in (SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE)
+        ),
         "task_default_queue": SEND_QUEUE,
         "task_routes": {
-            TASK_SEND: {"queue": SEND_QUEUE},
-            TASK_POLL: {"queue": STATUS_QUEUE},
-            TASK_RECONCILE: {"queue": STATUS_QUEUE},
-            TASK_NOTIFY: {"queue": STATUS_QUEUE},
-            TASK_RELEASE: {"queue": CONTROL_QUEUE},
-            TASK_SWEEP: {"queue": CONTROL_QUEUE},
+            task: {"queue": queue, "routing_key": queue}
+            for task, queue in (
+                (TASK_SEND, SEND_QUEUE),
+                (TASK_POLL, STATUS_QUEUE),
+                (TASK_RECONCILE, STATUS_QUEUE),
+                (TASK_NOTIFY, STATUS_QUEUE),
+                (TASK_RELEASE, CONTROL_QUEUE),
+                (TASK_SWEEP, CONTROL_QUEUE),
+            )
         },
         # Flower follows tasks through events.
         "worker_send_task_events": True,

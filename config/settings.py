@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     send_max_attempts: int = Field(6, description="Provider attempts per part before it ends failed.")
     retry_backoff_base_s: float = Field(2.0, description="First retry delay; doubles each attempt.")
     retry_backoff_max_s: float = Field(300.0, description="Longest retry delay (kept far below visibility).")
+    max_releases_per_part: int = Field(
+        50, description="A part published this often without an outcome ends failed (a poison message)."
+    )
+    message_max_parts: int = Field(10, description="Most provider messages one request may become.")
     claim_timeout_s: float = Field(
         180.0, description="A part claimed longer than this (above the task time limit) is reconciled."
     )

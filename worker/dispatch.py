@@ -23,8 +23,8 @@ from worker.constants import TASK_POLL, TASK_RECONCILE, TASK_SEND
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Line, Message, Part, utcnow
-from worker.store.record import Locked
-from worker.store.states import NOT_YET_ACCEPTED, WAITING_STATES, LineState, State
+from worker.store.record import Locked, lock_message, move_part
+from worker.store.states import NOT_YET_ACCEPTED, WAITING_STATES, LineState, Source, State
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,20 @@ def try_dispatch(
 def _mark_dispatched(runtime: Runtime, part: Part, now: datetime) -> None:
     part.dispatched_at = now
     part.due_at = lease(runtime, now)
+    part.releases += 1
+
+
+def _poisoned(session: Session, runtime: Runtime, part: Part, now: datetime) -> bool:
+    """A part released again and again without ever reaching an outcome fails instead of looping."""
+    limit = runtime.settings.max_releases_per_part
+    if part.releases < limit:
+        return False
+    locked = lock_message(session, part.message_id)
+    if locked is not None:
+        target = next(p for p in locked.parts if p.id == part.id)
+        description = f"gave up: released {part.releases} times without an outcome"
+        move_part(session, locked, target, State.FAILED, Source.SWEEPER, now, description=description)
+    return True
 
 
 def release_due(runtime: Runtime, now: datetime | None = None) -> dict[str, int]:
@@ -136,7 +150,11 @@ def _release_sends(session: Session, runtime: Runtime, now: datetime, outbox: Ou
     for line in lines:
         rate = line_rate(runtime, line)
         cap = RELEASE_LIMIT if rate <= 0 else math.ceil(rate * RELEASE_EVERY_S) + 1
-        parts = eligible_parts(session, line.id or 0, now, cap)
+        parts = [
+            p
+            for p in eligible_parts(session, line.id or 0, now, cap)
+            if not _poisoned(session, runtime, p, now)
+        ]
         waits = runtime.limiter.reserve(line.id or 0, rate, len(parts), RELEASE_EVERY_S)
         for part, wait in zip(parts, waits, strict=False):
             _mark_dispatched(runtime, part, now)

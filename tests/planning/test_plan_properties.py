@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from worker.planning import FileInput, Limits, PartKind, plan_message, reassemble
 
 LINE, TO = "5556661234", "2065551234"
-SMALL = Limits(body_max_bytes=40, mms_max_attachments=2, mms_payload_max_bytes=200)
+SMALL = Limits(body_max_bytes=40, mms_max_attachments=2, mms_payload_max_bytes=200, max_parts=100_000)
 DEFAULT = Limits()
 
 # Text that stresses the cut: emoji with joiners and skin tones, flags, combining marks, CJK, RTL.

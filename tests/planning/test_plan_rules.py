@@ -179,3 +179,29 @@ def test_images_can_be_shrunk_to_fit_when_asked() -> None:
 
 def test_the_line_may_be_a_fictional_but_possible_number() -> None:
     assert normalize_number("5556661234", field="line") == "+15556661234"
+
+
+def test_a_request_that_would_become_too_many_messages_is_refused() -> None:
+    with pytest.raises(PlanningError, match="needs 4 provider messages, more than the 3"):
+        plan_message(LINE, TO, None, [FileInput(f"{n}.png", PNG) for n in range(7)], Limits(max_parts=3))
+    assert (
+        len(
+            plan_message(
+                LINE, TO, None, [FileInput(f"{n}.png", PNG) for n in range(6)], Limits(max_parts=3)
+            ).parts
+        )
+        == 3
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("../../etc/passwd.png", "passwd.png"),
+        ("C:\\photos\\cat.png", "cat.png"),
+        ("a\x00b\nc.png", "abc.png"),
+    ],
+)
+def test_file_names_are_reduced_to_a_plain_name(given: str, sent: str) -> None:
+    plan = plan_message(LINE, TO, None, [FileInput(given, PNG)])
+    assert plan.parts[0].attachments[0].filename == sent

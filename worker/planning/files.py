@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,9 +71,15 @@ def sniff(data: bytes) -> str | None:
     return "text/plain" if "\x00" not in text else None
 
 
+def clean_name(name: str) -> str:
+    """The file's own name: no directories (a name is never a path at the provider), no controls."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return re.sub(r"[\x00-\x1f\x7f]", "", base).strip()
+
+
 def check_file(file: FileInput, field: str) -> Attachment | Problem:
     """The attachment, or the problem with it."""
-    name = file.name or "(unnamed)"
+    name = clean_name(file.name) or "(unnamed)"
     extension = Path(name).suffix.lower()
     claimed = TYPE_BY_EXTENSION.get(extension)
     if claimed is None:

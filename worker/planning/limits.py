@@ -13,5 +13,6 @@ class Limits:
     mms_max_attachments: int = 2
     mms_payload_max_bytes: int = 600_000  # body bytes + file bytes of one MMS
     shrink_images: bool = False  # shrink JPEG/PNG with Pillow to fit instead of refusing
+    max_parts: int = 10  # most provider messages one request may become (a runaway-cost guard)
     default_region: str = "US"
     allowed_country_codes: tuple[int, ...] = (1,)

@@ -90,6 +90,11 @@ def plan_message(
     if not files and utf8_len(text) <= limits.body_max_bytes:
         return Plan(line_number, to_number, (PlannedPart(0, PartKind.SMS, text),))
     parts = _pack(text if text.strip() else "", files, limits)
+    if len(parts) > limits.max_parts:
+        what = (
+            f"needs {len(parts)} provider messages, more than the {limits.max_parts} one request may become"
+        )
+        raise PlanningError([Problem("body" if text.strip() else "attachments", what)])
     return Plan(line_number, to_number, parts)
 
 

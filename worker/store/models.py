@@ -75,6 +75,7 @@ class Part(SQLModel, table=True):
     payload_bytes: int
     state: str = Field(default=State.QUEUED.value)
     attempts: int = 0
+    releases: int = Field(default=0, description="send tasks published for it; bounds a poison message")
     due_at: datetime | None = Field(
         default=None, description="when the release job next looks at it; None: waits for its line to log in"
     )
