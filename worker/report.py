@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from worker.store.models import Attachment, Line, Message, Part, StatusEvent
+from worker.store.states import State
 from worker.zipwhip.codes import delivery_status, message_status
 
 
@@ -63,6 +64,7 @@ def _part(session: Session, part: Part) -> dict[str, Any]:
         if part.message_status is not None
         else None,
         "attempts": part.attempts,
+        "next_attempt_at": _iso(part.due_at) if part.state == State.RETRYING.value else None,
         "body_bytes": part.body_bytes,
         "payload_bytes": part.payload_bytes,
         "files": [{"name": f[0], "type": f[1], "bytes": f[2], "from_body": f[3]} for f in files],

@@ -85,10 +85,10 @@ def status(
         return
     for report in reports:
         assert report is not None
-        _print_report(report)
+        _print_report(report, runtime.settings.send_max_attempts)
 
 
-def _print_report(report: dict[str, Any]) -> None:
+def _print_report(report: dict[str, Any], max_attempts: int) -> None:
     console.print(
         f"[bold]message {report['id']}[/bold]: {report['state']}  ({report['line']} → {report['to']})",
         highlight=False,
@@ -110,7 +110,8 @@ def _print_report(report: dict[str, Any]) -> None:
             f"{part['message_status']} {part['message_status_description']}"
             if part["message_status"]
             else "",
-            str(part["attempts"]),
+            f"{part['attempts']}/{max_attempts}"
+            + (f", next {part['next_attempt_at'][11:19]}" if part["next_attempt_at"] else ""),
             str(part["payload_bytes"]),
         )
     console.print(parts)

@@ -1,0 +1,154 @@
+"""Chaos: real processes, real faults. Every scenario prints its figures and asserts that nothing
+is lost (every message final) and nothing is doubled (each text reached the provider once)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+from sqlalchemy import bindparam, create_engine, text
+
+from tests.chaos.conftest import Chaos
+from tests.support.services import POSTGRES_ADMIN_URL
+
+pytestmark = pytest.mark.e2e
+
+
+def assert_nothing_lost_or_doubled(figures: dict[str, object], expect_delivered: bool = True) -> None:
+    assert figures["lost"] == 0, figures
+    assert figures["duplicated"] == 0, figures
+    if expect_delivered:
+        assert figures["states"] == {"delivered": figures["messages"]}, figures
+
+
+def test_a_worker_killed_with_sigkill_mid_run_loses_and_doubles_nothing(chaos: Callable[..., Chaos]) -> None:
+    run = chaos()
+    run.enqueue(200, "kill -9")
+    run.wait_until(lambda: run.final_count() >= 40, 60)
+    run.stack.kill("worker1", signal.SIGKILL)  # the worker and its threads, mid-send
+    run.stack.start_worker("worker2", concurrency=16)
+    figures = run.settle("worker killed (kill -9)", "1 worker SIGKILLed mid-run, a fresh one started")
+    assert_nothing_lost_or_doubled(figures)
+
+
+def test_a_prefork_child_killed_mid_send_loses_and_doubles_nothing(chaos: Callable[..., Chaos]) -> None:
+    run = chaos(pool="prefork")
+    run.enqueue(80, "child")
+    killed = 0
+    for _ in range(2):
+        target = 10 + 20 * killed
+        run.wait_until(lambda target=target: run.final_count() >= target, 60)
+        children = _children(run.stack.processes["worker1"].pid)
+        if children:
+            os.kill(children[0], signal.SIGKILL)
+            killed += 1
+    figures = run.settle("prefork child killed", f"{killed} pool children SIGKILLed mid-run")
+    assert killed == 2
+    assert_nothing_lost_or_doubled(figures)
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+def test_redis_flushed_mid_run_loses_and_doubles_nothing(
+    chaos: Callable[..., Chaos], broker_url: str
+) -> None:
+    run = chaos()
+    run.enqueue(200, "flush")
+    run.wait_until(lambda: run.final_count() >= 40, 60)
+    redis.Redis.from_url(broker_url).flushdb()  # every queued task, lock and rate key gone at once
+    figures = run.settle("broker lost (Redis flushed)", "Redis FLUSHDB with ~160 messages in flight")
+    assert_nothing_lost_or_doubled(figures)
+
+
+def test_provider_faults_of_every_kind_end_correctly_without_a_second_send(
+    chaos: Callable[..., Chaos],
+) -> None:
+    run = chaos(simulator_args=("--fault-rate", "0.2"))
+    run.enqueue(200, "faults")
+    figures = run.settle(
+        "provider faults (~20%)", "20% of sends: -855, -1, 500, 429, slow, dropped before/after"
+    )
+    calls = run.simulator.counters()["calls"]
+    assert calls["message/send"] > 220  # the faults really happened, and were retried
+    assert_nothing_lost_or_doubled(figures)
+
+
+def test_a_database_outage_of_a_few_seconds_loses_nothing(chaos: Callable[..., Chaos]) -> None:
+    run = chaos()
+    run.enqueue(150, "db outage")
+    run.wait_until(lambda: run.final_count() >= 20, 60)
+    name = run.database_url.rsplit("/", 1)[1]
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+        for _ in range(8):  # drop every connection, again and again, for about 4 s
+            connection.execute(
+                text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+            )
+            time.sleep(0.5)
+        connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+    admin.dispose()
+    run.runtime.engine.dispose()  # the test's own pool lost its connections too
+    figures = run.settle("database hiccup", "PostgreSQL refused and dropped every connection for ~4 s")
+    assert_nothing_lost_or_doubled(figures)
+
+
+def test_bad_provider_answers_are_classified_and_the_worker_keeps_serving(
+    chaos: Callable[..., Chaos],
+) -> None:
+    bad = ("html_200", "empty_200", "truncated_200", "missing_tokens", "numeric_ids")
+    run = chaos(simulator_args=("--fault-rate", "0.3"))
+    run.simulator.set_faults(
+        mix={kind: (1 if kind in bad else 0) for kind in run.simulator.set_faults()["mix"]}
+    )
+    run.enqueue(100, "bad answers")
+    figures = run.settle(
+        "bad provider answers", "30% of sends answered HTML, empty, truncated, tokenless or numeric"
+    )
+    assert_nothing_lost_or_doubled(figures)
+    assert "Traceback" not in run.stack.log("worker1").split("ready.", 1)[1]
+
+
+def test_poison_messages_stop_after_bounded_attempts_with_their_reason(chaos: Callable[..., Chaos]) -> None:
+    run = chaos(env={"OUTBOX_SEND_MAX_ATTEMPTS": "4"})
+    poisons = run.enqueue(2, "poison")
+    run.simulator.script("+12065551000", outcomes=["http:500"] * 50)  # retryable, forever
+    run.simulator.script("+12065551001", outcomes=["drop_before_record"] * 50)  # ambiguous, never there
+    run.enqueue(10, "healthy")
+    figures = run.settle("poison messages", "one recipient answered 500 forever, another dropped every send")
+    assert figures["lost"] == 0 and figures["duplicated"] == 0
+    assert figures["states"] == {"failed": 2, "delivered": 10}
+    with run.runtime.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT attempts, error_description FROM part WHERE message_id IN :ids ORDER BY message_id"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": poisons},
+        ).all()
+    assert [r[0] for r in rows] == [4, 4]
+    assert (
+        "gave up after 4 attempts" in rows[0][1]
+        and "not accepted by the provider after 4 attempts" in rows[1][1]
+    )
+
+
+def test_sigterm_lets_in_flight_sends_finish_and_loses_nothing(chaos: Callable[..., Chaos]) -> None:
+    run = chaos()
+    run.enqueue(150, "sigterm")
+    run.wait_until(lambda: run.final_count() >= 30, 60)
+    worker = run.stack.processes["worker1"]
+    started = time.monotonic()
+    run.stack.kill("worker1", signal.SIGTERM)  # warm shutdown: finish what runs, hand back the rest
+    assert worker.returncode == 0 and time.monotonic() - started < 30
+    run.stack.start_worker("worker2", concurrency=16)
+    figures = run.settle("graceful shutdown", "SIGTERM to the worker mid-run, a fresh one started")
+    assert_nothing_lost_or_doubled(figures)
+    assert "Traceback" not in run.stack.log("worker1")

@@ -1,0 +1,55 @@
+"""The Celery configuration: made for this job, and every task lands in exactly one queue."""
+
+from __future__ import annotations
+
+import redis
+
+from config.celery import RELEASE_EVERY_S, celery_config
+from config.settings import settings_from
+from tests.support.services import REDIS_HOST, REDIS_PORT, redis_url
+from worker.app import app, configure
+from worker.constants import (
+    CONTROL_QUEUE,
+    SEND_QUEUE,
+    STATUS_QUEUE,
+    TASK_POLL,
+    TASK_RECONCILE,
+    TASK_RELEASE,
+    TASK_SEND,
+    TASK_SWEEP,
+)
+
+
+def test_the_settings_made_for_this_job() -> None:
+    settings = settings_from({})
+    conf = celery_config(settings)
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
+    assert conf["task_ignore_result"] and conf["result_backend"] is None
+    assert conf["task_time_limit"] == settings.task_time_limit_s < settings.claim_timeout_s
+    # The only countdowns are rate-limit slots within the release period: far below the visibility timeout.
+    assert conf["broker_transport_options"]["visibility_timeout"] >= 100 * RELEASE_EVERY_S
+
+
+def test_each_task_lands_in_exactly_one_queue(redis_db: int) -> None:
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=redis_db)
+    client.flushdb()
+    configure(settings_from({"OUTBOX_BROKER_URL": redis_url(redis_db)}))
+    expected = {
+        TASK_SEND: SEND_QUEUE,
+        TASK_POLL: STATUS_QUEUE,
+        TASK_RECONCILE: STATUS_QUEUE,
+        TASK_RELEASE: CONTROL_QUEUE,
+        TASK_SWEEP: CONTROL_QUEUE,
+    }
+    try:
+        for task in expected:
+            app.send_task(task, args=[1])
+        lengths = {q: client.llen(q) for q in (SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE)}
+        assert lengths == {SEND_QUEUE: 1, STATUS_QUEUE: 2, CONTROL_QUEUE: 2}
+        client.flushdb()  # Redis restarted empty: publishing still reaches the queue
+        app.send_task(TASK_SEND, args=[2])
+        assert client.llen(SEND_QUEUE) == 1
+    finally:
+        client.flushdb()
