@@ -69,8 +69,15 @@ def flower(deployment: Deployment) -> Iterator[tuple[str, tuple[str, str]]]:
         except requests.RequestException:
             return False
 
+    def sees_events() -> bool:  # beat's release job runs every second: its task events prove the stream
+        try:
+            return bool(requests.get(url + "api/tasks", auth=auth, timeout=5).json())
+        except (requests.RequestException, ValueError):
+            return False
+
     try:
         wait_for(up, 60, 0.3, "Flower to start")
+        wait_for(sees_events, 60, 0.5, "Flower to receive task events")
         yield url, auth
     finally:
         process.terminate()
