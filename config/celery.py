@@ -11,6 +11,7 @@ from worker.constants import (
     CONTROL_QUEUE,
     SEND_QUEUE,
     STATUS_QUEUE,
+    TASK_INBOUND,
     TASK_NOTIFY,
     TASK_POLL,
     TASK_RECONCILE,
@@ -55,6 +56,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 (TASK_POLL, STATUS_QUEUE),
                 (TASK_RECONCILE, STATUS_QUEUE),
                 (TASK_NOTIFY, STATUS_QUEUE),
+                (TASK_INBOUND, STATUS_QUEUE),
                 (TASK_RELEASE, CONTROL_QUEUE),
                 (TASK_SWEEP, CONTROL_QUEUE),
             )

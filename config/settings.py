@@ -91,6 +91,16 @@ class Settings(BaseSettings):
     outcome_hook: str | None = Field(
         None, description="Called on a final state with (message_id, state): 'module:func' or a task name."
     )
+    inbound_hook: str | None = Field(
+        None, description="Called with the stored id of each text received: 'module:func' or a task name."
+    )
+    webhook_secret_key: str | None = Field(
+        None, description="Key the per-line webhook URL secrets are derived from; unset: webhooks off."
+    )
+    webhook_allowed_sources: list[str] = Field(
+        default_factory=list, description="Networks (CIDR) webhook calls may come from; empty: any."
+    )
+    push_contacts: bool = Field(False, description="`outbox sync` also saves every recipient as a contact.")
     worker_concurrency: int = Field(32, description="Threads per worker process (provider calls in flight).")
     web_host: str = Field("127.0.0.1", description="Bind address of the web process (webhooks, metrics).")
     web_port: int = Field(8000, description="Port of the web process.")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from tasks.retrying import INFRASTRUCTURE_ERRORS
 from worker.app import app
-from worker.constants import TASK_POLL, TASK_RECONCILE
+from worker.constants import TASK_INBOUND, TASK_NOTIFY, TASK_POLL, TASK_RECONCILE
+from worker.hooks import notify_final, notify_inbound
 from worker.logs import message_context
 from worker.reconcile import reconcile_step
 from worker.runtime import get_runtime
+from worker.store.db import transaction
+from worker.store.models import Message
 from worker.tracking import poll_step
 
 _RETRY = {
@@ -30,3 +33,25 @@ def reconcile(message_id: int) -> str:
     """Find out whether a send with an unknown outcome reached the provider."""
     with message_context(message_id):
         return reconcile_step(get_runtime(), message_id)
+
+
+@app.task(name=TASK_NOTIFY, **_RETRY)
+def notify(message_id: int) -> str:
+    """Tell the application a message is final (when the web process learned it from a webhook)."""
+    with message_context(message_id):
+        runtime = get_runtime()
+        with transaction(runtime.engine) as session:
+            message = session.get(Message, message_id)
+            state = message.state if message else None
+        if state is None:
+            return f"message {message_id}: not found"
+        notify_final(runtime.settings.outcome_hook, message_id, state)
+        return f"message {message_id}: application told {state}"
+
+
+@app.task(name=TASK_INBOUND, **_RETRY)
+def inbound(row_id: int) -> str:
+    """Tell the application a text arrived (its hook gets the stored id)."""
+    runtime = get_runtime()
+    notify_inbound(runtime, row_id)
+    return f"inbound {row_id}: application told"

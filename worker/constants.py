@@ -10,6 +10,7 @@ TASK_RECONCILE = "outbox.reconcile"
 TASK_RELEASE = "outbox.release_due"
 TASK_SWEEP = "outbox.sweep"
 TASK_NOTIFY = "outbox.notify"
+TASK_INBOUND = "outbox.inbound"
 
 REDIS_PREFIX = "outbox:"
 RATE_KEY = REDIS_PREFIX + "rate:"  # + line id: the line's next free send time (GCRA)

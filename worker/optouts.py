@@ -3,9 +3,38 @@
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from worker.store.models import OptOut
+
+# The carrier keywords (CTIA): a reply of exactly one of these changes the recipient's consent.
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+START_WORDS = frozenset({"START", "UNSTOP", "YES"})
+
+
+def keyword(body: str | None) -> str | None:
+    """ "stop" or "start" when a text is one of the keywords (any case, surrounding spaces), else None."""
+    word = (body or "").strip().strip(".!").upper()
+    if word in STOP_WORDS:
+        return "stop"
+    if word in START_WORDS:
+        return "start"
+    return None
+
+
+def apply_keyword(session: Session, line_id: int, number: str, body: str | None, source: str) -> str | None:
+    """Record the consent change a keyword text makes; returns "stop", "start" or None."""
+    change = keyword(body)
+    if change == "stop":
+        add_opt_out(session, line_id, number, source)
+    elif change == "start":
+        remove_opt_out(session, line_id, number)
+    return change
+
+
+def list_opt_outs(session: Session, line_id: int) -> list[OptOut]:
+    """A line's suppression list, oldest first."""
+    return list(session.exec(select(OptOut).where(OptOut.line_id == line_id).order_by(col(OptOut.id))).all())
 
 
 def is_opted_out(session: Session, line_id: int, number: str) -> bool:

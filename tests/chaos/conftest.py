@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD
+from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD, start_web
 from tests.support.services import throwaway_postgres
-from tests.support.simulator import SimulatorHandle, run_simulator
+from tests.support.simulator import SimulatorHandle, free_port, run_simulator
 from tests.support.stack import Stack, running_stack
 from worker.app import configure
 from worker.enqueue import enqueue
@@ -121,6 +121,7 @@ def chaos(request: pytest.FixtureRequest, broker_url: str, tmp_path: Path) -> It
         workers: int = 1,
         pool: str = "threads",
         env: dict[str, str] | None = None,
+        web: bool = False,
     ) -> Chaos:
         database = throwaway_postgres()
         database_url = database.__enter__()
@@ -141,9 +142,13 @@ def chaos(request: pytest.FixtureRequest, broker_url: str, tmp_path: Path) -> It
             "ZIPWHIP_BASE_URL": handle.base_url,
             **(env or {}),
         }
+        if web:
+            full_env["OUTBOX_WEB_PORT"] = str(free_port())
         stack_cm = running_stack(full_env, tmp_path, workers=0)
         stack = stack_cm.__enter__()
         stacks.append(stack_cm)
+        if web:
+            start_web(stack)
         for n in range(1, workers + 1):
             stack.start_worker(f"worker{n}", concurrency=16 if pool == "threads" else 4, pool=pool)
         configure(stack.settings)

@@ -4,17 +4,25 @@ is lost (every message final) and nothing is doubled (each text reached the prov
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
 import redis
+import requests
 from sqlalchemy import bindparam, create_engine, text
+from sqlmodel import Session, col, select
 
 from tests.chaos.conftest import Chaos
+from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD
 from tests.support.services import POSTGRES_ADMIN_URL
+from worker.store.models import Part, StatusEvent
+from worker.store.states import FINAL_STATES
+from worker.webhooks import hook_token, register_webhooks
 
 pytestmark = pytest.mark.e2e
 
@@ -152,3 +160,56 @@ def test_sigterm_lets_in_flight_sends_finish_and_loses_nothing(chaos: Callable[.
     figures = run.settle("graceful shutdown", "SIGTERM to the worker mid-run, a fresh one started")
     assert_nothing_lost_or_doubled(figures)
     assert "Traceback" not in run.stack.log("worker1")
+
+
+def test_forged_replayed_and_out_of_order_webhooks_never_move_a_status(chaos: Callable[..., Chaos]) -> None:
+    secret = "chaos-webhook-key"
+    run = chaos(web=True, env={"OUTBOX_WEBHOOK_SECRET_KEY": secret, "OUTBOX_POLL_DELAYS_S": "[3]"})
+    web_url = f"http://127.0.0.1:{run.stack.env['OUTBOX_WEB_PORT']}"
+    admin = run.runtime.client.login(f"admin@{DEMO_LINE}", DEMO_PASSWORD)
+    register_webhooks(run.runtime, admin, "+1" + DEMO_LINE, web_url)
+    hook = f"{web_url}/hooks/1{DEMO_LINE}/{hook_token(secret, '+1' + DEMO_LINE)}/message/progress"
+    forged = hook.replace(hook_token(secret, "+1" + DEMO_LINE), hook_token("guessed", "+1" + DEMO_LINE))
+    run.enqueue(150, "webhook abuse")
+    answers: Counter[str] = Counter()
+    http = requests.Session()
+    deadline = time.monotonic() + 120
+    while run.final_count() < len(run.ids) and time.monotonic() < deadline:
+        for provider_id in _provider_ids(run):
+            # A forger claims failure; a replayer sends stale and repeated progress, in any order.
+            answers[
+                f"forged {http.post(forged, json=_progress(provider_id, 5, 1106), timeout=5).status_code}"
+            ] += 1
+            for status, detail in random.sample([(1, 999), (2, 1001), (4, 1003), (3, 1002)], 4):
+                code = http.post(hook, json=_progress(provider_id, status, detail), timeout=5).status_code
+                answers[f"replayed {code}"] += 1
+    faults = f"{answers['forged 404']} forged 'failed' calls refused, {answers['replayed 200']} stale replays"
+    figures = run.settle("webhook abuse", faults)
+    assert_nothing_lost_or_doubled(figures)
+    assert answers["forged 404"] > 0 and set(answers) == {"forged 404", "replayed 200"}, answers
+    assert _events_after_final(run) == []
+
+
+def _progress(provider_id: int, status_code: int, message_status: int) -> dict[str, object]:
+    return {"id": provider_id, "statusCode": status_code, "messageStatus": message_status}
+
+
+def _provider_ids(run: Chaos) -> list[int]:
+    with Session(run.runtime.engine) as session:
+        found = session.exec(select(Part.provider_id).where(col(Part.provider_id).is_not(None))).all()
+    return [int(p) for p in found if p]
+
+
+def _events_after_final(run: Chaos) -> list[str]:
+    """History entries recorded for a part after it had already reached a final state."""
+    finals = {s.value for s in FINAL_STATES}
+    with Session(run.runtime.engine) as session:
+        events = session.exec(select(StatusEvent).order_by(col(StatusEvent.id))).all()
+    final_parts: set[int | None] = set()
+    late = []
+    for event in events:
+        if event.part_id in final_parts:
+            late.append(f"message {event.message_id}: {event.state} by {event.source} ({event.description})")
+        if event.state in finals:
+            final_parts.add(event.part_id)
+    return late

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from PIL import Image
 
 from tests.support.services import throwaway_postgres
-from tests.support.simulator import SimulatorHandle, run_simulator
+from tests.support.simulator import SimulatorHandle, free_port, run_simulator
 from tests.support.stack import Stack, running_stack, wait_for
 from worker.app import configure
 from worker.lines import login_line
@@ -52,6 +57,11 @@ class Deployment:
     stack: Stack
     simulator: SimulatorHandle
     runtime: Runtime
+
+    @property
+    def web_url(self) -> str:
+        """The web process (started with `deploy(..., web=True)`)."""
+        return f"http://127.0.0.1:{self.stack.env['OUTBOX_WEB_PORT']}"
 
     def report(self, message_id: int) -> dict[str, Any]:
         with transaction(self.runtime.engine) as session:
@@ -101,23 +111,62 @@ def deployment(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     workdir = tmp_path_factory.mktemp(f"stack-{request.param}")
-    with _database(request.param, workdir) as database_url:
-        env = {
+    with deploy(request.param, broker_url, simulator, workdir) as running:
+        yield running
+
+
+@contextmanager
+def deploy(
+    kind: str,
+    broker_url: str,
+    simulator: SimulatorHandle,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    web: bool = False,
+) -> Iterator[Deployment]:
+    """A deployment on `kind` ("sqlite" or "postgres"): worker, beat, and the web process if asked."""
+    with _database(kind, workdir) as database_url:
+        full_env = {
             "OUTBOX_BROKER_URL": broker_url,
             "OUTBOX_DATABASE_URL": database_url,
             "ZIPWHIP_BASE_URL": simulator.base_url,
             "OUTBOX_OUTCOME_HOOK": "tests.support.hooks:record_outcome",
             "OUTBOX_TEST_HOOK_FILE": str(workdir / "outcomes.txt"),
+            **(env or {}),
         }
+        if web:
+            full_env["OUTBOX_WEB_PORT"] = str(free_port())
         engine = make_engine(database_url)
         migrate(engine)
         engine.dispose()
-        with running_stack(env, workdir) as stack:
+        with running_stack(full_env, workdir) as stack:
+            if web:
+                start_web(stack)
             configure(stack.settings)
             runtime = get_runtime()
             login_line(runtime, DEMO_LINE, None, DEMO_PASSWORD)
             yield Deployment(stack, simulator, runtime)
             runtime.close()
+
+
+def start_web(stack: Stack) -> None:
+    port = stack.env["OUTBOX_WEB_PORT"]
+    log = open(stack.workdir / "web.log", "ab")  # noqa: SIM115 - open for the process's life
+    stack.processes["web"] = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "web"],
+        env={**os.environ, **stack.env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def up() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(up, 60, 0.2, "the web process")
 
 
 def _database(kind: str, workdir: Path) -> Any:

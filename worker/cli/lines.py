@@ -7,7 +7,9 @@ from rich.table import Table
 
 from worker.cli.common import console, fail, print_json, ready_runtime
 from worker.lines import list_lines, login_line
-from worker.planning import PlanningError
+from worker.planning import PlanningError, normalize_number
+from worker.runtime import Runtime
+from worker.webhooks import register_webhooks
 from worker.zipwhip.errors import ProviderError
 
 app = typer.Typer(help="Texting lines: log in, list.", no_args_is_help=True)
@@ -52,3 +54,45 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
             str(row["phone"]), str(row["username"]), str(row["state"]), str(row["rate_per_s"] or "default")
         )
     console.print(table)
+
+
+@app.command("webhooks")
+def webhooks(
+    phone: str = typer.Argument(..., help="The line's phone number."),
+    public_url: str = typer.Option(
+        ..., help="Where the provider reaches the web process, e.g. https://outbox.example.com"
+    ),
+    username: str = typer.Option(None, help="An Admin or System login to register with (Operators may not)."),
+    password: str = typer.Option(
+        None, envvar="OUTBOX_LINE_PASSWORD", help="Its password; used once, never stored."
+    ),
+) -> None:
+    """Register the webhooks (progress, send, receive, opt-out) for a line; safe to run again."""
+    runtime = ready_runtime()
+    if username and not password:
+        password = typer.prompt(f"password for {username}", hide_input=True)
+    try:
+        number = normalize_number(phone, field="line", limits=runtime.limits)
+        key = (
+            runtime.client.login(username, password)
+            if username and password
+            else _session_of(runtime, number)
+        )
+        hooks = register_webhooks(runtime, key, number, public_url)
+        if username and password:
+            runtime.client.logout(key)
+    except (PlanningError, ValueError, LookupError) as error:
+        fail(str(error))
+    except ProviderError as error:
+        fail(f"the provider refused: {error.description}")
+    for hook in hooks:
+        console.print(
+            f"{hook.type}/{hook.event} -> {hook.url.split('/hooks/')[0]}/hooks/...", highlight=False
+        )
+
+
+def _session_of(runtime: Runtime, number: str) -> str:
+    for line in list_lines(runtime):
+        if line.phone == number and line.session_key:
+            return line.session_key
+    raise LookupError(f"line {number} is not logged in: run `outbox line add` first")

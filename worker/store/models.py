@@ -139,3 +139,27 @@ class OptOut(SQLModel, table=True):
     number: str = Field(description="E.164")
     source: str
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class ProviderMessageRow(SQLModel, table=True):
+    """A message the provider reported that is not one of our parts: texts received (MO) and texts
+    sent from the provider's own apps (ZO), from webhooks or `outbox sync`."""
+
+    __tablename__ = "provider_message"
+    __table_args__ = (
+        UniqueConstraint("provider_id", name="uq_provider_message_provider_id"),
+        Index("ix_provider_message_line_other", "line_id", "other"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider_id: str
+    line_id: int = Field(foreign_key="line.id")
+    direction: str = Field(description="MO received, ZO sent")
+    other: str = Field(description="the other party, E.164")
+    body: str | None = None
+    fingerprint: str | None = None
+    status_code: int | None = None
+    message_status: int | None = None
+    created_at: datetime | None = Field(default=None, description="the provider's dateCreated")
+    recorded_at: datetime = Field(default_factory=utcnow)
+    source: str = Field(description="webhook or sync")

@@ -40,11 +40,23 @@ class Locked:
 
 
 def lock_message(session: Session, message_id: int) -> Locked | None:
-    """Load a message with its parts, holding its row lock until the transaction ends."""
-    message = session.exec(select(Message).where(Message.id == message_id).with_for_update()).first()
+    """Load a message with its parts, holding its row lock until the transaction ends.
+
+    The rows are read afresh under the lock (`populate_existing`): a part the caller loaded before
+    taking the lock may have moved since, and deciding on its stale copy would move it backwards.
+    """
+    fresh = {"populate_existing": True}
+    message = session.exec(
+        select(Message).where(Message.id == message_id).with_for_update().execution_options(**fresh)
+    ).first()
     if message is None:
         return None
-    parts = session.exec(select(Part).where(Part.message_id == message_id).order_by(col(Part.position)))
+    parts = session.exec(
+        select(Part)
+        .where(Part.message_id == message_id)
+        .order_by(col(Part.position))
+        .execution_options(**fresh)
+    )
     return Locked(message, list(parts.all()), was_final=State(message.state) in FINAL_STATES)
 
 

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from worker.metrics import OutboxCollector
 from worker.runtime import Runtime, get_runtime
+from worker.web.hooks import hook_routes
 
 
 def create_app(runtime: Runtime | None = None) -> Starlette:
@@ -31,7 +32,7 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
         checks = await run_in_threadpool(_health, runtime, broker)
         return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
 
-    return Starlette(routes=[Route("/metrics", metrics), Route("/healthz", health)])
+    return Starlette(routes=[Route("/metrics", metrics), Route("/healthz", health), *hook_routes(runtime)])
 
 
 def _health(runtime: Runtime, broker: Redis) -> dict[str, bool]:

@@ -1,0 +1,72 @@
+"""The one status writer decides on rows read under the message's lock, never on a stale copy.
+
+On PostgreSQL a webhook handler may load a part, then wait for the message's lock while a poll
+delivers it; deciding on the copy loaded first would record "sent" after "delivered" and overwrite
+the final statusCode (the chaos suite's webhook scenario found exactly that). SQLite serialises
+writers with BEGIN IMMEDIATE, so the race only exists on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from tests.support.services import throwaway_postgres
+from worker.store.db import make_engine, migrate, transaction
+from worker.store.models import Line, Message, Part, utcnow
+from worker.store.record import lock_message, record_delivery
+from worker.store.states import Source
+
+
+@pytest.fixture
+def postgres() -> Iterator[Engine]:
+    with throwaway_postgres() as url:
+        engine = make_engine(url)
+        migrate(engine)
+        yield engine
+        engine.dispose()
+
+
+def _sent_part(engine: Engine) -> int:
+    with transaction(engine) as session:
+        line = Line(phone="+15556661234", username="5556661234", state="active")
+        session.add(line)
+        session.flush()
+        message = Message(line_id=line.id or 0, recipient="+12065551234", state="sent")
+        session.add(message)
+        session.flush()
+        part = Part(
+            message_id=message.id or 0,
+            line_id=line.id or 0,
+            position=0,
+            kind="sms",
+            body="hi",
+            body_bytes=2,
+            payload_bytes=2,
+            state="sent",
+            provider_id="1001",
+            status_code=1,
+        )
+        session.add(part)
+        session.flush()
+        return part.id or 0
+
+
+def test_a_part_loaded_before_the_lock_is_read_again_under_it(postgres: Engine) -> None:
+    part_id = _sent_part(postgres)
+    with transaction(postgres) as late:
+        stale = late.exec(select(Part).where(Part.id == part_id)).one()  # loaded, not locked
+        with transaction(postgres) as poll:  # meanwhile a poll delivers it
+            part = poll.exec(select(Part).where(Part.id == part_id)).one()
+            locked = lock_message(poll, part.message_id)
+            assert locked is not None
+            assert record_delivery(poll, locked, locked.parts[0], 4, 1003, Source.POLL, utcnow())
+        locked = lock_message(late, stale.message_id)
+        assert locked is not None and locked.parts[0] is stale
+        assert stale.state == "delivered" and stale.status_code == 4
+        assert not record_delivery(late, locked, stale, 3, 1002, Source.WEBHOOK, utcnow())
+    with transaction(postgres) as session:
+        assert session.exec(select(Part.status_code).where(Part.id == part_id)).one() == 4
