@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,28 @@ def test_a_send_event_settles_an_unknown_outcome_without_a_resend(hooked: Deploy
     assert [s["count"] for s in hooked.sends_to(to)] == [1]
     with Session(hooked.runtime.engine) as session:
         assert session.exec(select(Part.attempts).where(Part.message_id == message_id)).one() == 1
+
+
+def test_a_message_queued_before_a_stop_ends_rejected_without_a_provider_call(hooked: Deployment) -> None:
+    number = fresh_recipient()
+    message_id = send_message(
+        DEMO_LINE, number, "Sent later", send_at=datetime.now(UTC) + timedelta(seconds=4)
+    )
+    hooked.simulator.inbound(DEMO_LINE, number, "Stop.")
+    wait_for(lambda: _opted_out(hooked, number), 15, 0.3, "STOP to reach the suppression list")
+    report = hooked.wait_final(message_id, timeout_s=30)
+    assert report["state"] == "rejected" and "opted out" in (report["error"]["description"] or "")
+    assert hooked.sends_to(number) == []
+
+
+def test_the_provider_opt_out_answer_and_status_feed_the_suppression_list(hooked: Deployment) -> None:
+    refused, reported = fresh_recipient(), fresh_recipient()
+    hooked.simulator.script(refused, outcomes=["code:-1234"])
+    hooked.simulator.script(reported, delivery={"statusCode": 5, "messageStatus": 1110})
+    first = hooked.wait_final(send_message(DEMO_LINE, refused, "Are you there?"))
+    second = hooked.wait_final(send_message(DEMO_LINE, reported, "Are you there?"))
+    assert (first["state"], second["state"]) == ("rejected", "failed")
+    assert _opted_out(hooked, refused) and _opted_out(hooked, reported)
+    for number in (refused, reported):
+        with pytest.raises(InvalidMessage, match="opted out"):
+            send_message(DEMO_LINE, number, "Once more")
