@@ -14,6 +14,7 @@ from worker.constants import (
     TASK_INBOUND,
     TASK_NOTIFY,
     TASK_POLL,
+    TASK_POLL_LINE,
     TASK_RECONCILE,
     TASK_RELEASE,
     TASK_SEND,
@@ -54,6 +55,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             for task, queue in (
                 (TASK_SEND, SEND_QUEUE),
                 (TASK_POLL, STATUS_QUEUE),
+                (TASK_POLL_LINE, STATUS_QUEUE),
                 (TASK_RECONCILE, STATUS_QUEUE),
                 (TASK_NOTIFY, STATUS_QUEUE),
                 (TASK_INBOUND, STATUS_QUEUE),

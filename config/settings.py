@@ -70,6 +70,9 @@ class Settings(BaseSettings):
         default_factory=lambda: [5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0],
         description="Waits between status polls; the last repeats until the horizon.",
     )
+    poll_page_size: int = Field(
+        100, ge=1, le=1000, description="Messages per message/list page when polling a line's statuses."
+    )
     poll_horizon_s: float = Field(72 * 3600, description="After this long without a final status: unknown.")
     reconcile_delay_s: float = Field(5.0, description="Wait after an ambiguous send before looking for it.")
     reconcile_settle_s: float = Field(

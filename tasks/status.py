@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from tasks.retrying import INFRASTRUCTURE_ERRORS
 from worker.app import app
-from worker.constants import TASK_INBOUND, TASK_NOTIFY, TASK_POLL, TASK_RECONCILE
+from worker.constants import (
+    POLL_LEASE_KEY,
+    TASK_INBOUND,
+    TASK_NOTIFY,
+    TASK_POLL,
+    TASK_POLL_LINE,
+    TASK_RECONCILE,
+)
 from worker.hooks import notify_final, notify_inbound
 from worker.logs import message_context
 from worker.reconcile import reconcile_step
 from worker.runtime import get_runtime
 from worker.store.db import transaction
 from worker.store.models import Message
-from worker.tracking import poll_step
+from worker.tracking import poll_line_step, poll_step
 
 _RETRY = {
     "autoretry_for": INFRASTRUCTURE_ERRORS,
@@ -26,6 +33,16 @@ def poll_status(message_id: int) -> str:
     """Ask the provider for the delivery status of the message's sent parts."""
     with message_context(message_id):
         return poll_step(get_runtime(), message_id)
+
+
+@app.task(name=TASK_POLL_LINE, **_RETRY)
+def poll_line(line_id: int) -> str:
+    """Ask the provider for the delivery status of every due part of a line, in as few calls as it takes."""
+    runtime = get_runtime()
+    try:
+        return poll_line_step(runtime, line_id)
+    finally:
+        runtime.redis.delete(f"{POLL_LEASE_KEY}{line_id}")  # the next release may poll the line again
 
 
 @app.task(name=TASK_RECONCILE, **_RETRY)

@@ -6,6 +6,7 @@ CONTROL_QUEUE = "control"
 
 TASK_SEND = "outbox.send"
 TASK_POLL = "outbox.poll_status"
+TASK_POLL_LINE = "outbox.poll_line"
 TASK_RECONCILE = "outbox.reconcile"
 TASK_RELEASE = "outbox.release_due"
 TASK_SWEEP = "outbox.sweep"
@@ -15,4 +16,5 @@ TASK_INBOUND = "outbox.inbound"
 REDIS_PREFIX = "outbox:"
 RATE_KEY = REDIS_PREFIX + "rate:"  # + line id: the line's next free send time (GCRA)
 INFLIGHT_KEY = REDIS_PREFIX + "inflight:"  # + task kind + ":" + message id: a task is on its way
+POLL_LEASE_KEY = REDIS_PREFIX + "poll-lease:"  # + line id: a line poll is on its way
 LOCK_KEY = REDIS_PREFIX + "lock:"  # + name: one beat job at a time

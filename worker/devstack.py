@@ -96,6 +96,16 @@ class DevStack:
                 process.wait()
         self.processes.clear()
 
+    def stop_one(self, name: str) -> None:
+        """TERM one process group and wait for it (KILL after 30 s)."""
+        self._signal(name, signal.SIGTERM)
+        process = self.processes.pop(name)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
     def _signal(self, name: str, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.processes[name].pid, sig)

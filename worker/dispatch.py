@@ -19,7 +19,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from config.celery import RELEASE_EVERY_S
-from worker.constants import TASK_POLL, TASK_RECONCILE, TASK_SEND
+from worker.constants import POLL_LEASE_KEY, TASK_POLL_LINE, TASK_RECONCILE, TASK_SEND
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Line, Message, Part, utcnow
@@ -200,19 +200,19 @@ def eligible_parts(session: Session, line_id: int, now: datetime, limit: int) ->
 
 
 def _release_polls(session: Session, runtime: Runtime, now: datetime, outbox: Outbox) -> int:
-    parts = session.exec(
-        select(Part)
-        .where(Part.state == State.SENT.value, col(Part.next_poll_at) <= now)
-        .order_by(col(Part.next_poll_at))
-        .limit(RELEASE_LIMIT)
+    """One poll task per line with due parts (it lists the line's messages once for all of them).
+    A lease in Redis keeps a second one from being published while the first is on its way; if the
+    lease is lost (Redis flushed), a second poll is harmless: statuses are recorded idempotently."""
+    line_ids = session.exec(
+        select(Part.line_id).where(Part.state == State.SENT.value, col(Part.next_poll_at) <= now).distinct()
     ).all()
-    message_ids = {}
-    for part in parts:
-        part.next_poll_at = lease(runtime, now)
-        message_ids[part.message_id] = True
-    for message_id in message_ids:
-        outbox.add(TASK_POLL, message_id)
-    return len(message_ids)
+    lease_ms = int(runtime.settings.release_lease_s * 1000)
+    released = 0
+    for line_id in line_ids:
+        if runtime.redis.set(f"{POLL_LEASE_KEY}{line_id}", "1", nx=True, px=lease_ms):
+            outbox.add(TASK_POLL_LINE, line_id)
+            released += 1
+    return released
 
 
 def _release_reconciles(session: Session, runtime: Runtime, now: datetime, outbox: Outbox) -> int:

@@ -256,3 +256,15 @@ def test_metrics_show_states_outcomes_latency_queues_and_waiting_age(deployment:
     assert 'outbox_queue_depth{queue="send"}' in text
     assert 'outbox_oldest_queued_age_seconds{line="+15556661234"}' in text
     assert deployment.report(waiting)["state"] == "queued"
+
+
+def test_the_statuses_of_many_texts_come_from_a_few_list_calls(deployment: Deployment) -> None:
+    before = deployment.simulator.counters()["calls"]
+    ids = [send_message(DEMO_LINE, fresh_recipient(), f"Batch poll {n}") for n in range(40)]
+    reports = [deployment.wait_final(i, timeout_s=60) for i in ids]
+    assert {r["state"] for r in reports} == {"delivered"}
+    assert all(e["source"] == "poll" for r in reports for e in r["history"] if e["state"] == "delivered")
+    after = deployment.simulator.counters()["calls"]
+    calls = {m: after.get(m, 0) - before.get(m, 0) for m in ("message/send", "message/list", "message/get")}
+    assert calls["message/send"] == 40
+    assert calls["message/list"] + calls["message/get"] <= 20, calls  # not one poll per text

@@ -97,8 +97,8 @@ def test_flower_shows_the_tasks_by_name_with_ids_only_and_refuses_strangers(
     def tasks() -> dict[str, dict[str, object]] | None:
         found = requests.get(url + "api/tasks", auth=auth, timeout=5).json()
         names = {t["name"] for t in found.values()}
-        done = [t for t in found.values() if t["name"] == "outbox.poll_status" and t["state"] == "SUCCESS"]
-        return found if {"outbox.send", "outbox.poll_status"} <= names and done else None
+        done = [t for t in found.values() if t["name"] == "outbox.poll_line" and t["state"] == "SUCCESS"]
+        return found if {"outbox.send", "outbox.poll_line"} <= names and done else None
 
     found = wait_for(tasks, 30, 0.5, "Flower to list the tasks")
     by_message = {

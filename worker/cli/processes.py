@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
     app.command("web")(web)
     app.command("flower")(flower)
     app.command("demo")(demo)
+    app.command("bench")(bench)
     app.command(
         "simulator",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
@@ -139,3 +140,50 @@ def demo(
     except StackError as error:
         fail(str(error))
     raise typer.Exit(code)
+
+
+def bench(
+    messages: int = typer.Option(5000, "-n", "--messages", help="Texts in the measured batch."),
+    latency_ms: float = typer.Option(100, help="The simulator's added latency per call."),
+    delivery_ms: float = typer.Option(1000, help="The simulator's time from send to final status."),
+    workers: int = typer.Option(1, help="Worker processes."),
+    concurrency: int = typer.Option(64, help="Threads per worker process (the baseline gets as many)."),
+    postgres: str = typer.Option(
+        None, help="A PostgreSQL server URL: the bench creates and drops a database there (default SQLite)."
+    ),
+    webhooks: bool = typer.Option(False, "--webhooks", help="Final statuses by webhook (starts `web`)."),
+    memory: str = typer.Option(
+        "", help="Sizes of extra rounds through fresh workers to compare peak memory, e.g. 1000,20000."
+    ),
+    redis_db: int = typer.Option(15, help="Redis database number the bench uses; it must be empty."),
+    workdir: Path = typer.Option(Path(".outbox/bench"), help="Where the bench keeps its logs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
+) -> None:
+    """Measure the pipeline against a plain thread-pooled loop on the simulator, in one run."""
+    from rich.console import Console
+
+    from worker.bench.run import BenchOptions, print_result, run_bench
+    from worker.devstack import StackError
+
+    try:
+        sizes = tuple(int(size) for size in memory.split(",") if size.strip())
+    except ValueError:
+        fail(f"--memory takes sizes like 1000,20000, not {memory!r}")
+    options = BenchOptions(
+        messages=messages,
+        latency_ms=latency_ms,
+        delivery_ms=delivery_ms,
+        workers=workers,
+        concurrency=concurrency,
+        postgres=postgres,
+        webhooks=webhooks,
+        memory_sizes=sizes,
+        redis_db=redis_db,
+        workdir=workdir,
+    )
+    progress = Console(stderr=True) if as_json else console
+    try:
+        result = run_bench(options, progress)
+    except StackError as error:
+        fail(str(error))
+    print_result(result, console, as_json)
