@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import statistics
 import sys
 import time
@@ -102,6 +103,7 @@ def run_bench(options: BenchOptions, console: Console) -> BenchResult:
     """Run the benchmark and return its figures (the caller prints them)."""
     options.workdir.mkdir(parents=True, exist_ok=True)
     stack = DevStack(options.workdir)
+    signal.signal(signal.SIGTERM, _exit_on_term)  # a stopped bench still stops what it started
     try:
         with _database(options) as (database_url, database_kind):
             return _run(stack, options, database_url, database_kind, console)
@@ -110,6 +112,10 @@ def run_bench(options: BenchOptions, console: Console) -> BenchResult:
         broker = stack.env.get("OUTBOX_BROKER_URL")
         if broker:  # found empty at the start: what is there now is the bench's own
             redis.Redis.from_url(broker).flushdb()
+
+
+def _exit_on_term(signum: int, _: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _run(

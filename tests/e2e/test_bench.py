@@ -1,0 +1,78 @@
+"""`outbox bench` runs end to end on a small batch: both rates measured in the same run, the JSON
+keys the issue names, and nothing left behind (its Redis database and its PostgreSQL database)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from tests.support.services import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT, claimed_redis_db
+from tests.support.stack import ROOT
+
+pytestmark = pytest.mark.e2e
+BENCH = [sys.executable, "-m", "worker.cli", "bench"]
+SMALL = ["--postgres", POSTGRES_ADMIN_URL, "--concurrency", "16"]
+KEYS = {
+    "baseline_per_s",
+    "pipeline_per_s",
+    "ratio",
+    "enqueue_per_s",
+    "calls_per_delivered",
+    "worker_peak_rss_mb",
+}
+
+
+def _bench_databases() -> set[str]:
+    engine = create_engine(POSTGRES_ADMIN_URL)
+    with engine.connect() as connection:
+        names = connection.execute(
+            text("SELECT datname FROM pg_database WHERE datname LIKE 'outbox_bench_%'")
+        )
+        found = {row[0] for row in names}
+    engine.dispose()
+    return found
+
+
+def test_bench_measures_the_baseline_and_the_pipeline_in_one_run(tmp_path: Path) -> None:
+    before = _bench_databases()
+    with claimed_redis_db() as db:
+        result = subprocess.run(
+            [*BENCH, "-n", "150", "--json", "--redis-db", str(db), "--workdir", str(tmp_path), *SMALL],
+            cwd=ROOT,
+            env={**os.environ, "OUTBOX_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).dbsize() == 0
+    figures = json.loads(result.stdout)
+    assert figures.keys() >= KEYS
+    assert figures["baseline_per_s"] > 0 and figures["pipeline_per_s"] > 0
+    assert figures["ratio"] == pytest.approx(figures["pipeline_per_s"] / figures["baseline_per_s"], rel=0.01)
+    assert figures["calls_per_delivered"] >= 1  # at least the send itself
+    assert figures["worker_peak_rss_mb"] > 20
+    assert "baseline:" in result.stderr and "pipeline:" in result.stderr  # progress goes to stderr
+    assert _bench_databases() == before
+
+
+def test_bench_refuses_a_redis_database_that_is_in_use(tmp_path: Path) -> None:
+    with claimed_redis_db() as db:
+        redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).set("someone-else", "1")
+        result = subprocess.run(
+            [*BENCH, "-n", "10", "--redis-db", str(db), "--workdir", str(tmp_path)],
+            cwd=ROOT,
+            env={**os.environ, "OUTBOX_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode != 0 and "is not empty" in result.stdout + result.stderr
+        assert redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).get("someone-else") == b"1"
