@@ -13,7 +13,6 @@ from worker.constants import (
     STATUS_QUEUE,
     TASK_INBOUND,
     TASK_NOTIFY,
-    TASK_POLL,
     TASK_POLL_LINE,
     TASK_RECONCILE,
     TASK_RELEASE,
@@ -54,7 +53,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             task: {"queue": queue, "routing_key": queue}
             for task, queue in (
                 (TASK_SEND, SEND_QUEUE),
-                (TASK_POLL, STATUS_QUEUE),
                 (TASK_POLL_LINE, STATUS_QUEUE),
                 (TASK_RECONCILE, STATUS_QUEUE),
                 (TASK_NOTIFY, STATUS_QUEUE),

@@ -8,7 +8,6 @@ from worker.constants import (
     POLL_LEASE_KEY,
     TASK_INBOUND,
     TASK_NOTIFY,
-    TASK_POLL,
     TASK_POLL_LINE,
     TASK_RECONCILE,
 )
@@ -18,7 +17,7 @@ from worker.reconcile import reconcile_step
 from worker.runtime import get_runtime
 from worker.store.db import transaction
 from worker.store.models import Message
-from worker.tracking import poll_line_step, poll_step
+from worker.tracking import poll_line_step
 
 _RETRY = {
     "autoretry_for": INFRASTRUCTURE_ERRORS,
@@ -26,13 +25,6 @@ _RETRY = {
     "retry_backoff_max": 60,
     "max_retries": 10,
 }
-
-
-@app.task(name=TASK_POLL, **_RETRY)
-def poll_status(message_id: int) -> str:
-    """Ask the provider for the delivery status of the message's sent parts."""
-    with message_context(message_id):
-        return poll_step(get_runtime(), message_id)
 
 
 @app.task(name=TASK_POLL_LINE, **_RETRY)

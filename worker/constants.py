@@ -5,7 +5,6 @@ STATUS_QUEUE = "status"
 CONTROL_QUEUE = "control"
 
 TASK_SEND = "outbox.send"
-TASK_POLL = "outbox.poll_status"
 TASK_POLL_LINE = "outbox.poll_line"
 TASK_RECONCILE = "outbox.reconcile"
 TASK_RELEASE = "outbox.release_due"

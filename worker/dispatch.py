@@ -13,10 +13,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from config.celery import RELEASE_EVERY_S
 from worker.constants import POLL_LEASE_KEY, TASK_POLL_LINE, TASK_RECONCILE, TASK_SEND
@@ -68,20 +70,23 @@ def lease(runtime: Runtime, now: datetime) -> datetime:
     return now + timedelta(seconds=runtime.settings.release_lease_s)
 
 
+def _earlier_unaccepted(line_id: Any, recipient: Any, message_id: Any, now: datetime) -> SelectOfScalar[Any]:
+    """Earlier messages to the same recipient on the same line, due and not yet accepted: while one
+    exists, a later message waits (a recipient gets texts in enqueue order). The arguments are
+    values or, in a correlated subquery, the outer query's columns."""
+    earlier = aliased(Message)
+    return select(earlier.id).where(
+        earlier.line_id == line_id,
+        earlier.recipient == recipient,
+        col(earlier.id) < message_id,
+        col(earlier.state).in_(_UNACCEPTED),
+        or_(col(earlier.send_at).is_(None), col(earlier.send_at) <= now),
+    )
+
+
 def _pending_predecessor_exists(session: Session, message: Message, now: datetime) -> bool:
     """True when an earlier message to the same recipient on the same line is not accepted yet."""
-    earlier = aliased(Message)
-    query = (
-        select(earlier.id)
-        .where(
-            earlier.line_id == message.line_id,
-            earlier.recipient == message.recipient,
-            col(earlier.id) < message.id,
-            col(earlier.state).in_(_UNACCEPTED),
-            or_(col(earlier.send_at).is_(None), col(earlier.send_at) <= now),
-        )
-        .limit(1)
-    )
+    query = _earlier_unaccepted(message.line_id, message.recipient, message.id, now).limit(1)
     return session.exec(query).first() is not None
 
 
@@ -167,7 +172,6 @@ def eligible_parts(session: Session, line_id: int, now: datetime, limit: int) ->
     """Due parts of a line whose turn it is: the first unaccepted part of their message, and their
     message the oldest unaccepted one to its recipient (so a recipient gets texts in enqueue order)."""
     earlier_part = aliased(Part)
-    earlier_message = aliased(Message)
     part_blocked = (
         select(earlier_part.id)
         .where(
@@ -177,17 +181,7 @@ def eligible_parts(session: Session, line_id: int, now: datetime, limit: int) ->
         )
         .exists()
     )
-    message_blocked = (
-        select(earlier_message.id)
-        .where(
-            earlier_message.line_id == Message.line_id,
-            earlier_message.recipient == Message.recipient,
-            col(earlier_message.id) < Message.id,
-            col(earlier_message.state).in_(_UNACCEPTED),
-            or_(col(earlier_message.send_at).is_(None), col(earlier_message.send_at) <= now),
-        )
-        .exists()
-    )
+    message_blocked = _earlier_unaccepted(Message.line_id, Message.recipient, Message.id, now).exists()
     query = (
         select(Part)
         .join(Message, col(Message.id) == Part.message_id)

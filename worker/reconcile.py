@@ -23,7 +23,7 @@ from worker.runtime import Runtime
 from worker.sending import retry_policy
 from worker.store.db import transaction
 from worker.store.models import Line, Part, utcnow
-from worker.store.record import Locked, lock_message, move_part, record_delivery
+from worker.store.record import Locked, lock_message, mark_sent, move_part, record_delivery
 from worker.store.states import LineState, Source, State
 from worker.zipwhip.client import ZipwhipClient
 from worker.zipwhip.errors import Classification, ProviderError
@@ -165,14 +165,20 @@ def _found(
     now: datetime,
     outbox: Outbox,
 ) -> None:
-    part.provider_id = found.id
-    part.fingerprint = found.fingerprint
-    part.sent_at = part.claimed_at or now
-    part.next_poll_at = now + timedelta(seconds=runtime.settings.poll_delays_s[0])
-    part.poll_count = 0
-    part.due_at = None
+    first_poll_at = now + timedelta(seconds=runtime.settings.poll_delays_s[0])
     description = f"found at the provider as {found.id}"
-    move_part(session, locked, part, State.SENT, Source.RECONCILE, now, description=description)
+    sent_at = part.claimed_at or now
+    mark_sent(
+        session,
+        locked,
+        part,
+        (found.id, found.fingerprint),
+        sent_at,
+        first_poll_at,
+        Source.RECONCILE,
+        now,
+        description,
+    )
     if found.status_code is not None:
         record_delivery(session, locked, part, found.status_code, found.message_status, Source.RECONCILE, now)
     line = session.get(Line, locked.message.line_id)

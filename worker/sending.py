@@ -23,7 +23,7 @@ from worker.retry import RetryPolicy
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Attachment, Line, Part, utcnow
-from worker.store.record import Locked, add_event, lock_message, move_part, refresh_message
+from worker.store.record import Locked, add_event, lock_message, mark_sent, move_part, refresh_message
 from worker.store.states import LineState, Source, State
 from worker.zipwhip.client import Upload, ZipwhipClient
 from worker.zipwhip.errors import Classification, ErrorKind, ProviderError
@@ -238,16 +238,10 @@ def _accepted(
     now: datetime,
     outbox: Outbox,
 ) -> str:
-    part.provider_id = accepted.provider_id
-    part.fingerprint = accepted.fingerprint
-    part.sent_at = now
-    part.next_poll_at = now + timedelta(seconds=runtime.settings.poll_delays_s[0])
-    part.poll_count = 0
-    part.error_kind = part.error_description = None
-    part.error_code = None
-    move_part(
-        session, locked, part, State.SENT, Source.SEND, now, description=f"accepted as {accepted.provider_id}"
-    )
+    first_poll_at = now + timedelta(seconds=runtime.settings.poll_delays_s[0])
+    ids = (accepted.provider_id, accepted.fingerprint)
+    description = f"accepted as {accepted.provider_id}"
+    mark_sent(session, locked, part, ids, now, first_poll_at, Source.SEND, now, description)
     try_dispatch(session, runtime, locked, line, now, outbox)  # the next part, if it may go now
     return f"sent as {accepted.provider_id}"
 

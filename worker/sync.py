@@ -39,18 +39,18 @@ def sync_line(runtime: Runtime, phone: str, max_messages: int = 1000) -> SyncRep
         line = session.exec(select(Line).where(Line.phone == number)).first()
         if line is None or not line.session_key:
             raise LookupError(f"line {number} is not logged in: run `outbox line add {phone}` first")
-        key = line.session_key
+        key, line_id = line.session_key, line.id or 0
     report = SyncReport()
     for fingerprint in _fingerprints(runtime, key, max_messages):
         report.conversations += 1
         page = runtime.client.get_conversation(key, fingerprint, 0, PAGE)
         for message in page.messages:
             report.messages += 1
-            _keep(runtime, number, message, report)
+            _keep(runtime, line_id, message, report)
             if report.messages >= max_messages:
                 break
     if runtime.settings.push_contacts:
-        report.contacts_pushed = _push_contacts(runtime, number, key)
+        report.contacts_pushed = _push_contacts(runtime, line_id, key)
     return report
 
 
@@ -65,10 +65,11 @@ def _fingerprints(runtime: Runtime, key: str, max_messages: int) -> list[str]:
     return [f for f in found if f]
 
 
-def _keep(runtime: Runtime, number: str, message: ProviderMessage, report: SyncReport) -> None:
+def _keep(runtime: Runtime, line_id: int, message: ProviderMessage, report: SyncReport) -> None:
     now = utcnow()
     with transaction(runtime.engine) as session:
-        line = session.exec(select(Line).where(Line.phone == number)).one()
+        line = session.get(Line, line_id)
+        assert line is not None
         part = session.exec(
             select(Part).where(Part.line_id == line.id, Part.provider_id == message.id)
         ).first()
@@ -85,11 +86,10 @@ def _keep(runtime: Runtime, number: str, message: ProviderMessage, report: SyncR
             apply_keyword(session, line.id or 0, row.other, row.body, source="inbound")
 
 
-def _push_contacts(runtime: Runtime, number: str, key: str) -> int:
+def _push_contacts(runtime: Runtime, line_id: int, key: str) -> int:
     with transaction(runtime.engine) as session:
-        line = session.exec(select(Line).where(Line.phone == number)).one()
         recipients = session.exec(
-            select(Message.recipient).where(Message.line_id == line.id).distinct()
+            select(Message.recipient).where(Message.line_id == line_id).distinct()
         ).all()
     for recipient in recipients:
         runtime.client.save_contact(key, recipient)

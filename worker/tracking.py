@@ -1,4 +1,5 @@
-"""Delivery tracking by polling `message/get` until a final status or the horizon."""
+"""Delivery tracking by polling each line's `message/list` (and `message/get`) until a final status
+or the horizon."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from sqlmodel import Session, col, select, update
 
 from worker.hooks import notify_final
 from worker.lines import mark_needs_login
-from worker.optouts import add_opt_out
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Line, Part, utcnow
@@ -20,31 +20,8 @@ from worker.zipwhip.results import ProviderMessage
 
 log = logging.getLogger(__name__)
 
-OPTED_OUT_STATUS = 1110  # messageStatus "User Opted Out (STOP)"
 MAX_DUE_PER_POLL = 2000  # due parts one line poll takes on; the rest are due again at the next one
 RECORD_CHUNK = 100  # messages recorded per transaction
-
-
-def poll_step(runtime: Runtime, message_id: int) -> str:
-    """Poll every sent, not yet final part of a message once; schedule the next poll."""
-    with transaction(runtime.engine) as session:
-        targets = _targets(session, message_id)
-    if isinstance(targets, str):
-        return targets
-    session_key, wanted = targets
-    answers: dict[int, ProviderMessage | ProviderError] = {}
-    for part_id, provider_id in wanted:
-        try:
-            answers[part_id] = runtime.client.get_message(session_key, provider_id)
-        except ProviderError as error:
-            answers[part_id] = error
-            if error.classification is Classification.SESSION_INVALID:
-                break
-    with transaction(runtime.engine) as session:
-        summary, final_state = _record(session, runtime, message_id, answers, utcnow())
-    if final_state:
-        notify_final(runtime.settings.outcome_hook, message_id, final_state)
-    return summary
 
 
 def poll_line_step(runtime: Runtime, line_id: int) -> str:
@@ -150,22 +127,6 @@ def _record_all(
     return finals
 
 
-def _targets(session: Session, message_id: int) -> tuple[str, list[tuple[int, str]]] | str:
-    locked = lock_message(session, message_id)
-    if locked is None:
-        return f"message {message_id}: not found"
-    parts = [p for p in locked.parts if p.state == State.SENT.value and p.provider_id]
-    if not parts:
-        return f"message {message_id}: nothing to poll ({locked.message.state})"
-    line = session.get(Line, locked.message.line_id)
-    assert line is not None
-    if line.state != LineState.ACTIVE or not line.session_key:
-        for part in parts:
-            part.next_poll_at = None  # resumes when the line logs in again
-        return f"message {message_id}: polling waits for the line to log in"
-    return line.session_key, [(p.id or 0, p.provider_id or "") for p in parts]
-
-
 def _record(
     session: Session,
     runtime: Runtime,
@@ -193,8 +154,6 @@ def _apply_status(
 ) -> None:
     assert answer.status_code is not None
     record_delivery(session, locked, part, answer.status_code, answer.message_status, Source.POLL, now)
-    if answer.message_status == OPTED_OUT_STATUS:
-        add_opt_out(session, locked.message.line_id, locked.message.recipient, source="status:1110")
 
 
 def _poll_failed(session: Session, locked: Locked, part: Part, error: ProviderError, now: datetime) -> None:

@@ -14,7 +14,7 @@ import hmac
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -22,18 +22,17 @@ from sqlmodel import Session, col, select
 from worker.constants import TASK_INBOUND, TASK_NOTIFY
 from worker.dispatch import Outbox, try_dispatch
 from worker.inbound import other_party, record_provider_message
-from worker.optouts import add_opt_out, apply_keyword
+from worker.optouts import apply_keyword
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Line, Message, Part, utcnow
-from worker.store.record import lock_message, move_part, record_delivery
+from worker.store.record import lock_message, mark_sent, record_delivery
 from worker.store.states import Source, State
 from worker.zipwhip import parse
 from worker.zipwhip.results import ProviderMessage, Webhook
 
 log = logging.getLogger(__name__)
 EVENTS = (("message", "progress"), ("message", "send"), ("message", "receive"), ("optout", "change"))
-OPTED_OUT_STATUS = 1110
 
 
 def hook_token(secret_key: str, line: str) -> str:
@@ -109,8 +108,6 @@ def _progress(session: Session, line: Line, message: ProviderMessage, now: datet
     changed = record_delivery(
         session, locked, part, message.status_code, message.message_status, Source.WEBHOOK, now
     )
-    if message.message_status == OPTED_OUT_STATUS:
-        add_opt_out(session, line.id or 0, locked.message.recipient, source="status:1110")
     if locked.newly_final:
         outbox.add(TASK_NOTIFY, part.message_id)
     return f"message {part.message_id}: " + (f"now {locked.message.state}" if changed else "nothing new")
@@ -143,13 +140,11 @@ def _sent(
         return "sent from another app: recorded"
     locked = lock_message(session, unknown.message_id)
     assert locked is not None
-    unknown.provider_id = message.id
-    unknown.sent_at = unknown.claimed_at or now
-    unknown.next_poll_at = now
-    unknown.due_at = None
-    move_part(
-        session, locked, unknown, State.SENT, Source.WEBHOOK, now, description=f"send event for {message.id}"
-    )
+    first_poll_at = now + timedelta(seconds=runtime.settings.poll_delays_s[0])
+    sent_at = unknown.claimed_at or now
+    ids = (message.id, message.fingerprint)
+    description = f"send event for {message.id}"
+    mark_sent(session, locked, unknown, ids, sent_at, first_poll_at, Source.WEBHOOK, now, description)
     try_dispatch(session, runtime, locked, line, now, outbox)
     return f"message {unknown.message_id}: unknown outcome settled as sent"
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from tests.support.services import throwaway_postgres
 from tests.support.simulator import SimulatorHandle, free_port, run_simulator
-from tests.support.stack import Stack, running_stack, wait_for
+from tests.support.stack import ROOT, Stack, running_stack, wait_for
 from worker.app import configure
 from worker.lines import login_line
 from worker.planning import FileInput
@@ -62,6 +62,19 @@ class Deployment:
     def web_url(self) -> str:
         """The web process (started with `deploy(..., web=True)`)."""
         return f"http://127.0.0.1:{self.stack.env['OUTBOX_WEB_PORT']}"
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run an `outbox` command against this deployment; returns what it printed (it must succeed)."""
+        result = subprocess.run(
+            [sys.executable, "-m", "worker.cli", *args],
+            cwd=ROOT,
+            env={**os.environ, **self.stack.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"outbox {' '.join(args)} failed:\n{result.stderr[-3000:]}"
+        return result.stdout
 
     def report(self, message_id: int) -> dict[str, Any]:
         with transaction(self.runtime.engine) as session:

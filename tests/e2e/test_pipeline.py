@@ -5,9 +5,6 @@ that recipient say exactly what reached the provider."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +12,7 @@ import pytest
 
 from tasks import InvalidMessage, send_message
 from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD, Deployment, fresh_recipient, image
-from tests.support.stack import ROOT, wait_for
+from tests.support.stack import wait_for
 from worker.lines import list_lines, login_line
 from worker.planning import FileInput
 
@@ -194,16 +191,7 @@ def test_outbox_status_json_reads_every_state(deployment: Deployment) -> None:
     failed = send_message(DEMO_LINE, failing, "Not fine")
     deployment.wait_final(delivered)
     deployment.wait_final(failed)
-    result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "status", "--json", str(delivered), str(failed)],
-        cwd=ROOT,
-        env={**os.environ, **deployment.stack.env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    reports = json.loads(result.stdout)
+    reports = json.loads(deployment.cli("status", "--json", str(delivered), str(failed)))
     assert [(r["id"], r["state"]) for r in reports] == [(delivered, "delivered"), (failed, "failed")]
     assert reports[1]["parts"][0]["error"]["code"] == -703
     assert all(r["history"] for r in reports)

@@ -5,30 +5,13 @@ contacts are pushed when the setting asks for it."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from tasks import send_message
 from tests.e2e.conftest import DEMO_LINE, Deployment, fresh_recipient
-from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.e2e
-
-
-def _cli(deployment: Deployment, *args: str, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, **deployment.stack.env, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_sync_records_texts_from_other_apps_and_received_ones_once(deployment: Deployment) -> None:
@@ -39,24 +22,24 @@ def test_sync_records_texts_from_other_apps_and_received_ones_once(deployment: D
     deployment.runtime.client.send_sms(key, elsewhere, "Typed in the provider's web app")
     deployment.simulator.inbound(DEMO_LINE, customer, "Thanks, got it")
 
-    first = _cli(deployment, "sync", DEMO_LINE)
+    first = deployment.cli("sync", DEMO_LINE)
     assert " 0 new" not in first, first
-    texts = json.loads(_cli(deployment, "inbox", DEMO_LINE, "--all", "--json"))
+    texts = json.loads(deployment.cli("inbox", DEMO_LINE, "--all", "--json"))
     mine = {(t["direction"], t["to"] if t["direction"] == "out" else t["from"], t["body"]) for t in texts}
     assert ("out", elsewhere, "Typed in the provider's web app") in mine
     assert ("in", customer, "Thanks, got it") in mine
     assert not any(ours in (t["from"], t["to"]) for t in texts)  # our own parts are not copied
 
-    again = _cli(deployment, "sync", DEMO_LINE)
+    again = deployment.cli("sync", DEMO_LINE)
     assert ": 0 new" in again, again
-    assert len(json.loads(_cli(deployment, "inbox", DEMO_LINE, "--all", "--json"))) == len(texts)
+    assert len(json.loads(deployment.cli("inbox", DEMO_LINE, "--all", "--json"))) == len(texts)
 
 
 def test_sync_pushes_contacts_when_asked(deployment: Deployment) -> None:
     to = fresh_recipient()
     deployment.wait_final(send_message(DEMO_LINE, to, "Save me as a contact"))
     before = deployment.simulator.counters()["calls"].get("contact/save", 0)
-    report = _cli(deployment, "sync", DEMO_LINE, env={"OUTBOX_PUSH_CONTACTS": "true"})
+    report = deployment.cli("sync", DEMO_LINE, env={"OUTBOX_PUSH_CONTACTS": "true"})
     pushed = deployment.simulator.counters()["calls"].get("contact/save", 0) - before
     assert pushed >= 1 and f"{pushed} contacts pushed" in report
     key = deployment.runtime.client.login(DEMO_LINE, "demo")

@@ -5,9 +5,6 @@ START take effect, received texts are recorded and handed to the application."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +17,7 @@ from sqlmodel import Session, select
 from tasks import InvalidMessage, send_message
 from tests.e2e.conftest import DEMO_LINE, Deployment, deploy, fresh_recipient
 from tests.support.simulator import SimulatorHandle, run_simulator
-from tests.support.stack import ROOT, wait_for
+from tests.support.stack import wait_for
 from worker.runtime import Runtime
 from worker.store.models import Part, StatusEvent
 from worker.webhooks import hook_token, register_webhooks
@@ -55,7 +52,7 @@ def hooked(
 
 def _hook(deployment: Deployment, event: str, type_: str = "message", token: str | None = None) -> str:
     token = token or hook_token(SECRET, LINE)
-    return f"{deployment.web_url}/hooks/{DEMO_LINE and LINE.lstrip('+')}/{token}/{type_}/{event}"
+    return f"{deployment.web_url}/hooks/{LINE.lstrip('+')}/{token}/{type_}/{event}"
 
 
 def _events(deployment: Deployment) -> int:
@@ -125,16 +122,7 @@ def test_stop_stops_sends_and_start_restores_them(hooked: Deployment) -> None:
 
 
 def _opted_out(deployment: Deployment, number: str) -> bool:
-    result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "optouts", DEMO_LINE, "--json"],
-        cwd=ROOT,
-        env={**os.environ, **deployment.stack.env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return number in {row["number"] for row in json.loads(result.stdout)}
+    return number in {row["number"] for row in json.loads(deployment.cli("optouts", DEMO_LINE, "--json"))}
 
 
 def test_inbound_texts_are_recorded_once_and_handed_to_the_application(hooked: Deployment) -> None:
@@ -150,27 +138,18 @@ def test_inbound_texts_are_recorded_once_and_handed_to_the_application(hooked: D
 
     [text] = wait_for(heard, 15, 0.3, "the inbound hook")
     assert text["body"] == "Is my order ready?" and text["line"] == LINE
-    inbox = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "inbox", DEMO_LINE, "--json"],
-        cwd=ROOT,
-        env={**os.environ, **hooked.stack.env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert [t["body"] for t in json.loads(inbox.stdout) if t["from"] == number] == ["Is my order ready?"]
+    inbox = json.loads(hooked.cli("inbox", DEMO_LINE, "--json"))
+    assert [t["body"] for t in inbox if t["from"] == number] == ["Is my order ready?"]
 
 
 def test_registering_again_adds_nothing_and_a_new_key_updates_the_urls(hooked: Deployment) -> None:
     admin = hooked.runtime.client.login(f"admin@{DEMO_LINE}", "demo")
     first = hooked.runtime.client.list_webhooks(admin)
-    register = [sys.executable, "-m", "worker.cli", "line", "webhooks", DEMO_LINE]
-    register += ["--public-url", hooked.web_url, "--username", f"admin@{DEMO_LINE}"]
-    env = {**os.environ, **hooked.stack.env, "OUTBOX_LINE_PASSWORD": "demo"}
-    result = subprocess.run(register, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("/hooks/...") == 4 and hook_token(SECRET, LINE) not in result.stdout
+    printed = hooked.cli(
+        *("line", "webhooks", DEMO_LINE, "--public-url", hooked.web_url, "--username", f"admin@{DEMO_LINE}"),
+        env={"OUTBOX_LINE_PASSWORD": "demo"},
+    )
+    assert printed.count("/hooks/...") == 4 and hook_token(SECRET, LINE) not in printed
     again = hooked.runtime.client.list_webhooks(admin)
     assert len(first) == 4 and {(h.webhook_id, h.url) for h in first} == {
         (h.webhook_id, h.url) for h in again

@@ -12,7 +12,6 @@ from worker.constants import (
     CONTROL_QUEUE,
     SEND_QUEUE,
     STATUS_QUEUE,
-    TASK_POLL,
     TASK_POLL_LINE,
     TASK_RECONCILE,
     TASK_RELEASE,
@@ -39,7 +38,6 @@ def test_each_task_lands_in_exactly_one_queue(redis_db: int) -> None:
     configure(settings_from({"OUTBOX_BROKER_URL": redis_url(redis_db)}))
     expected = {
         TASK_SEND: SEND_QUEUE,
-        TASK_POLL: STATUS_QUEUE,
         TASK_POLL_LINE: STATUS_QUEUE,
         TASK_RECONCILE: STATUS_QUEUE,
         TASK_RELEASE: CONTROL_QUEUE,
@@ -49,7 +47,7 @@ def test_each_task_lands_in_exactly_one_queue(redis_db: int) -> None:
         for task in expected:
             app.send_task(task, args=[1])
         lengths = {q: client.llen(q) for q in (SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE)}
-        assert lengths == {SEND_QUEUE: 1, STATUS_QUEUE: 3, CONTROL_QUEUE: 2}
+        assert lengths == {SEND_QUEUE: 1, STATUS_QUEUE: 2, CONTROL_QUEUE: 2}
         client.flushdb()  # Redis restarted empty: publishing still reaches the queue
         app.send_task(TASK_SEND, args=[2])
         assert client.llen(SEND_QUEUE) == 1

@@ -11,9 +11,12 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from worker.optouts import add_opt_out
 from worker.store.models import Message, Part, StatusEvent
 from worker.store.states import FINAL_STATES, NOT_YET_ACCEPTED, Source, State, can_move, derive_message_state
 from worker.zipwhip.codes import delivery_status, message_status
+
+OPTED_OUT_STATUS = 1110  # messageStatus "User Opted Out (STOP)"
 
 
 @dataclass
@@ -121,6 +124,29 @@ def move_part(
     return True
 
 
+def mark_sent(
+    session: Session,
+    locked: Locked,
+    part: Part,
+    accepted: tuple[str, str | None],
+    sent_at: datetime,
+    first_poll_at: datetime,
+    source: Source,
+    now: datetime,
+    description: str,
+) -> bool:
+    """The provider has the part (`accepted` = its id and fingerprint): keep them, clear any error of
+    an earlier attempt, schedule the first poll, and move the part to sent."""
+    part.provider_id, part.fingerprint = accepted
+    part.sent_at = sent_at
+    part.next_poll_at = first_poll_at
+    part.poll_count = 0
+    part.due_at = None
+    part.error_kind = part.error_description = None
+    part.error_code = None
+    return move_part(session, locked, part, State.SENT, source, now, description=description)
+
+
 def _end_later_parts(
     session: Session, locked: Locked, failed: Part, new: State, source: Source, now: datetime
 ) -> None:
@@ -183,6 +209,8 @@ def record_delivery(
         return False
     part.status_code = status_code
     part.message_status = message_status_code
+    if message_status_code == OPTED_OUT_STATUS:  # however we learn it: poll, webhook or sync
+        add_opt_out(session, locked.message.line_id, locked.message.recipient, source="status:1110")
     info = delivery_status(status_code)
     reason = message_status(message_status_code).description if message_status_code is not None else None
     description = f"{info.description}" + (f": {reason}" if reason else "")
