@@ -1,9 +1,10 @@
 """The Celery tasks, and the producer API application code imports.
 
-from tasks import send_message
+from tasks import send_message, send_messages
 message_id = send_message("+15556661234", "+12065551234", "Your order shipped")
+ids = send_messages([{"line": "+15556661234", "to": "+12065551234", "body": "Your order shipped"}, ...])
 """
 
-from tasks.producer import InvalidMessage, send_message
+from tasks.producer import InvalidMessage, TextRequest, send_message, send_messages
 
-__all__ = ["InvalidMessage", "send_message"]
+__all__ = ["InvalidMessage", "TextRequest", "send_message", "send_messages"]
