@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     # Provider HTTP.
     provider_connect_timeout_s: float = Field(3.05, description="TCP connect timeout for provider calls.")
     provider_read_timeout_s: float = Field(10.0, description="Read timeout; past it a send is ambiguous.")
-    provider_pool_size: int = Field(64, description="Keep-alive connections kept per worker process.")
+    provider_pool_size: int = Field(
+        64, description="Provider calls in flight per worker process (threads and keep-alive connections)."
+    )
 
     # Numbers.
     default_region: str = Field("US", description="Region used to read numbers written without +country.")
@@ -58,6 +60,15 @@ class Settings(BaseSettings):
     message_max_parts: int = Field(10, description="Most provider messages one request may become.")
     claim_timeout_s: float = Field(
         180.0, description="A part claimed longer than this (above the task time limit) is reconciled."
+    )
+    send_batch_size: int = Field(
+        32, ge=1, le=500, description="Most texts one send task carries (sent concurrently by its worker)."
+    )
+    send_batch_window_s: float = Field(
+        0.2, ge=0, description="Most a text may go after its rate-limit slot to share a send task."
+    )
+    send_queue_min_depth: int = Field(
+        500, ge=1, description="Texts the release job keeps queued at least (more when workers take more)."
     )
     line_rate_per_s: float = Field(
         1.0,
@@ -104,7 +115,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Networks (CIDR) webhook calls may come from; empty: any."
     )
     push_contacts: bool = Field(False, description="`outbox sync` also saves every recipient as a contact.")
-    worker_concurrency: int = Field(32, description="Threads per worker process (provider calls in flight).")
+    worker_concurrency: int = Field(
+        8, description="Task threads per worker process: they claim and record; the provider pool sends."
+    )
     web_host: str = Field("127.0.0.1", description="Bind address of the web process (webhooks, metrics).")
     web_port: int = Field(8000, description="Port of the web process.")
     log_level: str = Field("INFO", description="Log level of every process.")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from worker.app import app
 from worker.constants import LOCK_KEY, TASK_RELEASE, TASK_SWEEP
-from worker.dispatch import release_due
+from worker.release import release_due
 from worker.runtime import Runtime, get_runtime
 from worker.sweeper import sweep as sweep_once
 

@@ -1,4 +1,4 @@
-"""The send task: an id in, a summary out; the work is in `worker.sending`."""
+"""The send task: message ids in, a summary out; the work is in `worker.sending`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from celery import Task
 from tasks.retrying import INFRASTRUCTURE_ERRORS
 from worker.app import app
 from worker.constants import TASK_SEND
-from worker.logs import message_context
 from worker.runtime import get_runtime
 from worker.sending import send_step
 
@@ -20,7 +19,10 @@ from worker.sending import send_step
     retry_backoff_max=60,
     max_retries=10,
 )
-def send(self: Task, message_id: int) -> str:
-    """Send the message's next part (claim, call the provider, record the answer)."""
-    with message_context(message_id):
-        return send_step(get_runtime(), message_id, token=self.request.id)
+def send(self: Task, message_ids: list[int] | int) -> str:
+    """Send the next part of each message (claim, call the provider, record the answers).
+
+    The release job sends a batch of ids; a lone id (from tasks published before batches) still works.
+    """
+    ids = [message_ids] if isinstance(message_ids, int) else list(message_ids)
+    return send_step(get_runtime(), ids, token=self.request.id)

@@ -14,6 +14,6 @@ TASK_INBOUND = "outbox.inbound"
 
 REDIS_PREFIX = "outbox:"
 RATE_KEY = REDIS_PREFIX + "rate:"  # + line id: the line's next free send time (GCRA)
-INFLIGHT_KEY = REDIS_PREFIX + "inflight:"  # + task kind + ":" + message id: a task is on its way
 POLL_LEASE_KEY = REDIS_PREFIX + "poll-lease:"  # + line id: a line poll is on its way
 LOCK_KEY = REDIS_PREFIX + "lock:"  # + name: one beat job at a time
+RELEASE_QUEUED_KEY = REDIS_PREFIX + "release:queued"  # texts in the send queue after the last release

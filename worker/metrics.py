@@ -7,6 +7,7 @@ histogram that every worker adds to in Redis.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import suppress
 from datetime import datetime
@@ -28,12 +29,16 @@ LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport keeps priorities in sibling lists
 
 
-def observe_provider_latency(redis: Redis, seconds: float) -> None:
-    """Add one provider call's duration to the shared histogram (a metric never fails the work)."""
-    bucket = next((str(b) for b in LATENCY_BUCKETS_S if seconds <= b), "+Inf")
+def observe_provider_latencies(redis: Redis, durations_s: list[float]) -> None:
+    """Add provider calls' durations to the shared histogram in one round trip (a metric never
+    fails the work)."""
+    if not durations_s:
+        return
+    buckets = Counter(next((str(b) for b in LATENCY_BUCKETS_S if s <= b), "+Inf") for s in durations_s)
     pipe = redis.pipeline(transaction=False)
-    pipe.hincrby(LATENCY_KEY, bucket, 1)
-    pipe.hincrbyfloat(LATENCY_KEY, "sum", seconds)
+    for bucket, count in buckets.items():
+        pipe.hincrby(LATENCY_KEY, bucket, count)
+    pipe.hincrbyfloat(LATENCY_KEY, "sum", sum(durations_s))
     with suppress(RedisError):
         pipe.execute()
 

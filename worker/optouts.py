@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -41,6 +43,15 @@ def is_opted_out(session: Session, line_id: int, number: str) -> bool:
     """True when the recipient must not be texted from this line."""
     query = select(OptOut.id).where(OptOut.line_id == line_id, OptOut.number == number).limit(1)
     return session.exec(query).first() is not None
+
+
+def opted_out_numbers(session: Session, line_id: int, numbers: Iterable[str]) -> set[str]:
+    """Those of the numbers that must not be texted from this line (one query)."""
+    wanted = sorted(set(numbers))
+    if not wanted:
+        return set()
+    query = select(OptOut.number).where(OptOut.line_id == line_id, col(OptOut.number).in_(wanted))
+    return set(session.exec(query).all())
 
 
 def add_opt_out(session: Session, line_id: int, number: str, source: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -31,9 +32,7 @@ class Runtime:
     @cached_property
     def engine(self) -> Engine:
         """The database engine, with a pool sized for the provider pool's concurrency."""
-        return make_engine(
-            self.settings.database_url, pool_size=max(8, self.settings.provider_pool_size // 2)
-        )
+        return make_engine(self.settings.database_url, pool_size=max(8, self.settings.worker_concurrency + 4))
 
     @cached_property
     def redis(self) -> Redis:
@@ -59,6 +58,11 @@ class Runtime:
         )
 
     @cached_property
+    def provider_pool(self) -> ThreadPoolExecutor:
+        """Threads that make a send task's provider calls concurrently (one per keep-alive connection)."""
+        return ThreadPoolExecutor(self.settings.provider_pool_size, thread_name_prefix="provider")
+
+    @cached_property
     def limits(self) -> Limits:
         """The provider's limits for message planning."""
         s = self.settings
@@ -74,6 +78,9 @@ class Runtime:
 
     def close(self) -> None:
         """Release pools (used by tests and at process exit)."""
+        pool = self.__dict__.pop("provider_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
         for name in ("engine", "redis", "client"):
             resource = self.__dict__.pop(name, None)
             if resource is None:

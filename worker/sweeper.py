@@ -19,7 +19,7 @@ from worker.lines import resume_lines
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Message, Part, utcnow
-from worker.store.record import lock_message, move_part
+from worker.store.record import lock_messages, move_part
 from worker.store.states import WAITING_STATES, Source, State
 
 SWEEP_LIMIT = 500  # rows per kind per run
@@ -30,12 +30,15 @@ def sweep(runtime: Runtime, now: datetime | None = None) -> dict[str, int]:
     """One sweeper run; returns what it did, by kind."""
     now = now or utcnow()
     finals: list[tuple[int, str]] = []
+    counts = {}
+    # A transaction each: the first two hold message locks, the last updates parts in bulk without
+    # them, and one transaction holding both could wait on a send task that waits on it.
     with transaction(runtime.engine) as session:
-        counts = {
-            "lost_claims": _lost_claims(session, runtime, now),
-            "expired": _expired(session, now, finals),
-            "resumed": resume_lines(session, now),
-        }
+        counts["lost_claims"] = _lost_claims(session, runtime, now)
+    with transaction(runtime.engine) as session:
+        counts["expired"] = _expired(session, now, finals)
+    with transaction(runtime.engine) as session:
+        counts["resumed"] = resume_lines(session, now)
     for message_id, state in finals:
         notify_final(runtime.settings.outcome_hook, message_id, state)
     return counts
@@ -48,10 +51,9 @@ def _lost_claims(session: Session, runtime: Runtime, now: datetime) -> int:
         .where(Part.state == State.SENDING.value, col(Part.claimed_at) < cutoff)
         .limit(SWEEP_LIMIT)
     ).all()
-    for message_id in set(stale):
-        locked = lock_message(session, message_id)
-        part = locked.next_unaccepted() if locked else None
-        if locked is None or part is None or part.state != State.SENDING.value:
+    for locked in lock_messages(session, stale).values():
+        part = locked.next_unaccepted()
+        if part is None or part.state != State.SENDING.value:
             continue
         part.unknown_since = now
         part.due_at = now
@@ -67,10 +69,9 @@ def _expired(session: Session, now: datetime, finals: list[tuple[int, str]]) -> 
         .where(col(Part.state).in_(_WAITING), col(Message.expires_at) <= now)
         .limit(SWEEP_LIMIT)
     ).all()
-    for message_id in set(expired):
-        locked = lock_message(session, message_id)
-        part = locked.next_unaccepted() if locked else None
-        if locked is None or part is None or part.state not in _WAITING:
+    for message_id, locked in lock_messages(session, expired).items():
+        part = locked.next_unaccepted()
+        if part is None or part.state not in _WAITING:
             continue
         move_part(
             session, locked, part, State.REJECTED, Source.SWEEPER, now, description="expired before sending"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD
@@ -18,11 +18,11 @@ from tests.support.services import throwaway_postgres
 from tests.support.simulator import SimulatorHandle, run_simulator
 from tests.support.stack import Stack, running_stack, wait_for
 from worker.app import configure
-from worker.enqueue import enqueue
+from worker.enqueue import TextRequest, enqueue, enqueue_many
 from worker.lines import login_line
 from worker.runtime import Runtime, get_runtime
 from worker.store.db import make_engine, migrate
-from worker.store.models import Line, Message, Part, utcnow
+from worker.store.models import Line, Message, Part
 from worker.store.states import FINAL_STATES
 
 pytestmark = pytest.mark.e2e
@@ -107,48 +107,62 @@ def test_four_workers_on_two_hosts_keep_one_line_within_5_percent_of_its_rate_an
     counters = hosts.simulator.counters()
     ours = [s for s in counters["sends"] if s["body"].startswith("rate check")]
     assert len(ours) == count and all(s["count"] == 1 for s in ours)  # none lost, none doubled
-    everything = _provider_times(hosts, DEMO_LINE, "rate check")
-    busiest = max(sum(1 for t in everything if start <= t < start + 10) for start in everything)
-    assert busiest <= RATE * 10 + 1, busiest  # never faster than the rate over any 10 s (one slot of jitter)
+    assert _busiest_10_s(window) <= RATE * 10 + 1  # never faster than the rate (one slot of jitter)
+    # A stopping worker hands back the sends it held for their slots; another worker sends them at
+    # once, late, next to on-time ones: a few extra in the 10 s around the handover, never more.
+    assert _busiest_10_s(_provider_times(hosts, DEMO_LINE, "rate check")) <= RATE * 10 + 4
+
+
+def _busiest_10_s(times: list[float]) -> int:
+    return max(sum(1 for t in times if start <= t < start + 10) for start in times)
 
 
 def test_a_line_with_10000_queued_does_not_delay_another_line(hosts: Hosts) -> None:
     backlog = _bulk_queue(hosts.runtime, DEMO_LINE, 10_000)
     started = time.monotonic()
     other = enqueue(hosts.runtime, OTHER_LINE, "+12065559999", "Your table is ready")
-
-    def sent() -> bool:
-        with Session(hosts.runtime.engine) as session:
-            return session.exec(select(Part.provider_id).where(Part.message_id == other)).one() is not None
-
-    wait_for(sent, 10, 0.1, "the other line's text to be sent")
+    wait_for(lambda: _sent(hosts.runtime, [other]) == 1, 5, 0.1, "the other line's text to be sent")
     print(f"\nfairness: another line's text was sent {time.monotonic() - started:.2f} s after enqueue")
-    with Session(hosts.runtime.engine) as session:
-        still_queued = session.exec(
-            select(func.count()).where(col(Message.id).in_(backlog), Message.state == "queued")
-        ).one()
-    assert still_queued > 9_900  # the blast goes at its own rate; the other line did not wait for it
+    assert _sent(hosts.runtime, backlog) < 100  # the blast goes at its own rate; the other line did not wait
     _cancel(hosts.runtime, backlog)
 
 
-def _bulk_queue(runtime: Runtime, line_number: str, count: int) -> list[int]:
-    """A backlog written straight to the tables (enqueueing 10,000 one by one would take minutes)."""
-    now = utcnow()
+def test_a_blast_on_an_unlimited_line_does_not_delay_another_line(hosts: Hosts) -> None:
+    _set_rate(hosts.runtime, DEMO_LINE, 0.0)  # this line may send as fast as the workers can
+    backlog = _bulk_queue(hosts.runtime, DEMO_LINE, 10_000)
+    try:
+        wait_for(lambda: _sent(hosts.runtime, backlog) > 300, 60, 0.2, "the blast to be under way")
+        started = time.monotonic()
+        other = enqueue(hosts.runtime, OTHER_LINE, "+12065559998", "Your table is ready")
+        wait_for(lambda: _sent(hosts.runtime, [other]) == 1, 5, 0.1, "the other line's text to be sent")
+        waited = time.monotonic() - started
+        blasted = _sent(hosts.runtime, backlog)
+        print(
+            f"\nfairness: during a blast ({blasted} sent), another line's text was sent {waited:.2f} s after"
+        )
+        assert blasted < 10_000  # it did not wait for the blast to end
+    finally:
+        _cancel(hosts.runtime, backlog)
+        _set_rate(hosts.runtime, DEMO_LINE, None)
+
+
+def _sent(runtime: Runtime, ids: list[int]) -> int:
+    """How many of these messages the provider has accepted."""
     with Session(runtime.engine) as session:
-        line_id = session.exec(select(Line.id).where(Line.phone == "+1" + line_number)).one()
-        messages = [
-            {"line_id": line_id, "recipient": f"+1425555{n:04d}", "state": "queued", "created_at": now}
-            for n in range(count)
-        ]
-        ids = list(session.execute(insert(Message).returning(col(Message.id)), messages).scalars())
-        parts = [
-            {"message_id": i, "line_id": line_id, "position": 0, "kind": "sms", "body": "blast"}
-            | {"body_bytes": 5, "payload_bytes": 5, "state": "queued", "due_at": now}
-            for i in ids
-        ]
-        session.execute(insert(Part), parts)
+        query = select(func.count()).where(col(Part.message_id).in_(ids), col(Part.provider_id).is_not(None))
+        return int(session.exec(query).one())
+
+
+def _set_rate(runtime: Runtime, line_number: str, rate: float | None) -> None:
+    with Session(runtime.engine) as session:
+        session.execute(update(Line).where(col(Line.phone) == "+1" + line_number).values(rate_per_s=rate))
         session.commit()
-    return ids
+
+
+def _bulk_queue(runtime: Runtime, line_number: str, count: int) -> list[int]:
+    """A backlog from one producer call (`send_messages` in bulk)."""
+    texts = [TextRequest(line_number, f"+1425555{n:04d}", f"blast {n}") for n in range(count)]
+    return enqueue_many(runtime, texts)
 
 
 def _cancel(runtime: Runtime, ids: list[int]) -> None:

@@ -20,7 +20,13 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     """An engine tuned for many short transactions from worker threads."""
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No server-side prepared statements: a plan cached while a table was small stays with the
+    # connection, and after a blast of 10,000 texts one such plan took seconds where a fresh one
+    # takes milliseconds (statistics lag a big insert; a fresh plan sees the table's real size).
+    connect_args = {"prepare_threshold": None}
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
+    )
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -60,9 +60,11 @@ class Part(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("message_id", "position", name="uq_part_message_position"),
         Index("ix_part_state_due", "state", "due_at"),
-        Index("ix_part_line_state_due", "line_id", "state", "due_at"),
+        Index("ix_part_line_state_due", "line_id", "state", "due_at", "id"),
         Index("ix_part_state_poll", "state", "next_poll_at"),
         Index("ix_part_provider_id", "provider_id"),
+        Index("ix_part_dispatched", "dispatched_at"),
+        Index("ix_part_line_sent", "line_id", "sent_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

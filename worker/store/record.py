@@ -6,6 +6,7 @@ holds the message row locked (`lock_message`), so two writers never interleave o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,24 +44,43 @@ class Locked:
 
 
 def lock_message(session: Session, message_id: int) -> Locked | None:
-    """Load a message with its parts, holding its row lock until the transaction ends.
+    """Load a message with its parts, holding their row locks until the transaction ends."""
+    return lock_messages(session, [message_id]).get(message_id)
 
-    The rows are read afresh under the lock (`populate_existing`): a part the caller loaded before
-    taking the lock may have moved since, and deciding on its stale copy would move it backwards.
+
+def lock_messages(session: Session, message_ids: Iterable[int]) -> dict[int, Locked]:
+    """Load messages with their parts, holding their row locks until the transaction ends (two
+    queries however many messages; the ones not found are left out).
+
+    Locks are taken in id order, messages before parts, by every writer, so two writers never wait
+    on each other in a circle. The rows are read afresh under the lock (`populate_existing`): a row
+    the caller loaded before taking the lock may have moved since, and deciding on its stale copy
+    would move it backwards. The parts are locked too: the release job and a line's login update
+    parts without the message lock, and must wait for a claim to commit rather than overwrite it.
     """
+    ids = sorted(set(message_ids))
+    if not ids:
+        return {}
     fresh = {"populate_existing": True}
-    message = session.exec(
-        select(Message).where(Message.id == message_id).with_for_update().execution_options(**fresh)
-    ).first()
-    if message is None:
-        return None
-    parts = session.exec(
-        select(Part)
-        .where(Part.message_id == message_id)
-        .order_by(col(Part.position))
+    messages = session.exec(
+        select(Message)
+        .where(col(Message.id).in_(ids))
+        .order_by(col(Message.id))
+        .with_for_update()
         .execution_options(**fresh)
-    )
-    return Locked(message, list(parts.all()), was_final=State(message.state) in FINAL_STATES)
+    ).all()
+    parts: dict[int, list[Part]] = {m.id or 0: [] for m in messages}
+    for part in session.exec(
+        select(Part)
+        .where(col(Part.message_id).in_(ids))
+        .order_by(col(Part.message_id), col(Part.position))
+        .with_for_update()
+        .execution_options(**fresh)
+    ).all():
+        parts[part.message_id].append(part)
+    return {
+        m.id or 0: Locked(m, parts[m.id or 0], was_final=State(m.state) in FINAL_STATES) for m in messages
+    }
 
 
 def add_event(
@@ -113,7 +133,7 @@ def move_part(
     part.state = new.value
     if new in FINAL_STATES:
         part.final_at = now
-        part.due_at = None
+        part.due_at = part.dispatched_at = None
     if new in (State.FAILED, State.REJECTED):
         part.error_code = code if code is not None else part.error_code
         part.error_description = description
@@ -155,7 +175,7 @@ def _end_later_parts(
         if later.position > failed.position and State(later.state) in (State.QUEUED, State.RETRYING):
             later.state = new.value
             later.final_at = now
-            later.due_at = None
+            later.due_at = later.dispatched_at = None
             later.error_description = reason
             add_event(session, later, locked.message.id or 0, new, source, now, description=reason)
 

@@ -1,0 +1,172 @@
+"""The release job: batches that never send a text before its slot, a send queue kept short and
+shared between lines, and turns (a recipient's texts in order) checked for the few parts released,
+not the whole backlog. Real Redis and both databases; the broker is this test run's own."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import event, update
+from sqlmodel import Session, col, select
+
+from config.settings import settings_from
+from tests.e2e.conftest import image
+from worker.app import configure
+from worker.constants import SEND_QUEUE
+from worker.enqueue import TextRequest, enqueue_many
+from worker.release import Slot, batches, eligible_parts, release_due
+from worker.runtime import Runtime, get_runtime
+from worker.store.db import migrate, transaction
+from worker.store.models import Line, Part, utcnow
+
+LINE, OTHER = "5556661234", "5556667777"
+
+
+slots = st.lists(
+    st.builds(
+        Slot,
+        wait_s=st.floats(0, 1),
+        slack_s=st.sampled_from([0.0, 0.05, 0.2]),
+        turn=st.integers(0, 50),
+        message_id=st.integers(1, 10**6),
+    ),
+    max_size=200,
+    unique_by=lambda s: s.message_id,
+)
+
+
+@given(slots, st.integers(1, 40))
+def test_batches_hold_every_text_once_and_none_goes_early_or_later_than_its_slack(
+    given_slots: list[Slot], size: int
+) -> None:
+    grouped = batches(given_slots, size)
+    by_id = {s.message_id: s for s in given_slots}
+    assert sorted(m for ids, _ in grouped for m in ids) == sorted(by_id)
+    for ids, countdown in grouped:
+        assert 1 <= len(ids) <= size
+        for message_id in ids:
+            slot = by_id[message_id]
+            assert slot.wait_s <= countdown <= slot.wait_s + slot.slack_s + 1e-9
+
+
+def test_lines_take_turns_when_their_slots_are_equal() -> None:
+    blast = [Slot(0.0, 0.2, turn, 100 + turn) for turn in range(10)]
+    grouped = batches([*blast, Slot(0.0, 0.2, 0, 1)], size=4)
+    assert 1 in grouped[0][0]  # the other line's text is in the first task, not after the blast
+
+
+@pytest.fixture
+def runtime(database_url: str, redis_db: int) -> Iterator[Runtime]:
+    url = f"redis://127.0.0.1:6379/{redis_db}"
+    configure(settings_from({"OUTBOX_BROKER_URL": url, "OUTBOX_DATABASE_URL": database_url}))
+    runtime = get_runtime()
+    migrate(runtime.engine)
+    runtime.redis.flushdb()
+    with transaction(runtime.engine) as session:
+        for number in (LINE, OTHER):
+            session.add(Line(phone="+1" + number, username=number, session_key="k:1", state="active"))
+    yield runtime
+    runtime.redis.flushdb()
+    runtime.close()
+
+
+def _set_rates(runtime: Runtime, rate: float | None) -> None:
+    with Session(runtime.engine) as session:
+        session.execute(update(Line).values(rate_per_s=rate))
+        session.commit()
+
+
+def _published(runtime: Runtime) -> list[list[int]]:
+    """The message ids of every send task in the broker, oldest first (kombu pushes on the left)."""
+    tasks = []
+    for raw in reversed(runtime.redis.lrange(SEND_QUEUE, 0, -1)):
+        args, _, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
+        tasks.append(args[0])
+    return tasks
+
+
+def test_an_unlimited_blast_fills_the_queue_only_so_far_and_shares_it(runtime: Runtime) -> None:
+    _set_rates(runtime, 0.0)
+    blast = enqueue_many(runtime, [TextRequest(LINE, f"+1425555{n:04d}", f"blast {n}") for n in range(1500)])
+    [other] = enqueue_many(runtime, [TextRequest(OTHER, "+12065550001", "hello")])
+    depth = runtime.settings.send_queue_min_depth
+    first = release_due(runtime)
+    published = _published(runtime)
+    assert first["sends"] <= depth // 2 + 1  # two lines with work: each gets half the room
+    assert other in published[0]  # the other line's text rides in the first task
+    assert max(len(ids) for ids in published) <= runtime.settings.send_batch_size
+    assert release_due(runtime)["sends"] <= depth - first["sends"]  # nothing was taken: the queue is full
+    assert release_due(runtime)["sends"] == 0
+    with Session(runtime.engine) as session:  # the workers take what was queued
+        session.execute(
+            update(Part)
+            .where(col(Part.dispatched_at).is_not(None))
+            .values(state="sent", dispatched_at=None, sent_at=utcnow())
+        )
+        session.commit()
+    assert release_due(runtime)["sends"] == 2 * depth  # they took a full queue: the target doubles
+    published = [m for ids in _published(runtime) for m in ids]
+    assert len(published) == len(set(published)) == 3 * depth and set(published) < {*blast, other}
+
+
+def test_a_rate_limited_line_gets_a_second_of_slots_per_run(runtime: Runtime) -> None:
+    _set_rates(runtime, 5.0)
+    enqueue_many(runtime, [TextRequest(LINE, f"+1425555{n:04d}", f"text {n}") for n in range(100)])
+    assert release_due(runtime)["sends"] == 5  # slots 0, 0.2, ... 0.8 s: within the release period
+    assert release_due(runtime)["sends"] <= 1  # the next ones are more than a second away
+
+
+def test_a_recipients_later_text_waits_for_the_earlier_one(runtime: Runtime) -> None:
+    _set_rates(runtime, 0.0)
+    texts = [("+12065550001", "first"), ("+12065550002", "other"), ("+12065550001", "second")]
+    ids = enqueue_many(runtime, [TextRequest(LINE, to, body) for to, body in texts])
+    with Session(runtime.engine) as session:
+        line_id = session.exec(select(Line.id).where(Line.phone == "+1" + LINE)).one() or 0
+        turns = [row.message_id for row in eligible_parts(session, line_id, utcnow(), 10)]
+        assert turns == ids[:2]
+        later = [
+            row.message_id for row in eligible_parts(session, line_id, utcnow() - timedelta(hours=1), 10)
+        ]
+        assert later == []  # nothing is due an hour ago
+
+
+def test_turns_are_checked_for_the_head_of_the_backlog_only(runtime: Runtime) -> None:
+    """The turn checks (earlier text to the same recipient, earlier part) bind the few parts a run
+    may release, never the backlog: a query over a whole blast once took seconds after it arrived."""
+    _set_rates(runtime, 5.0)
+    enqueue_many(runtime, [TextRequest(LINE, f"+1425555{n:04d}", f"text {n}") for n in range(3000)])
+    turn_checks: list[tuple[bool, int]] = []
+
+    def watch(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if "EXISTS" in statement.upper():  # bound to the listed messages, not correlated over the line
+            turn_checks.append(("message.id IN (" in statement, len(parameters)))
+
+    event.listen(runtime.engine, "before_cursor_execute", watch)
+    try:
+        assert release_due(runtime)["sends"] == 5
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", watch)
+    # About OVERFETCH x the line's cap of message ids, and a few other binds.
+    assert turn_checks and all(listed and binds <= 4 * 6 + 10 for listed, binds in turn_checks), turn_checks
+
+
+def test_a_messages_later_part_waits_for_the_earlier_one(runtime: Runtime) -> None:
+    _set_rates(runtime, 0.0)
+    pictures = [image("png"), image("jpg"), image("gif")]  # two files an MMS: two parts
+    [message_id] = enqueue_many(runtime, [TextRequest(LINE, "+12065550001", "Three pictures", pictures)])
+    with Session(runtime.engine) as session:
+        line_id = session.exec(select(Line.id).where(Line.phone == "+1" + LINE)).one() or 0
+        parts = session.exec(
+            select(Part).where(Part.message_id == message_id).order_by(col(Part.position))
+        ).all()
+        assert len(parts) >= 2
+        assert [row.id for row in eligible_parts(session, line_id, utcnow(), 10)] == [parts[0].id]
+        parts[0].state = "sent"
+        session.commit()
+        assert [row.id for row in eligible_parts(session, line_id, utcnow(), 10)] == [parts[1].id]
