@@ -57,10 +57,9 @@ async def message_get(call: Call) -> Response:
 async def message_list(call: Call) -> Response:
     """message/list: the line's messages, newest first, `start`/`limit`."""
     start, limit = _int(call, "start", 0), _int(call, "limit", 20) or 20
-    messages = call.world.newest_first(call.login.line)
-    page = messages[start : start + limit]
+    page, total = call.world.newest_page(call.login.line, start, limit)
     now = time.time()
-    return envelope([message_object(m, now) for m in page], total=len(messages), size=len(page))
+    return envelope([message_object(m, now) for m in page], total=total, size=len(page))
 
 
 def _conversations(call: Call) -> dict[str, list[Message]]:

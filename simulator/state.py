@@ -204,8 +204,15 @@ class World:
         return self.next_contact
 
     def newest_first(self, line: str) -> list[Message]:
-        """The line's messages, newest first (what message/list pages through)."""
+        """The line's messages, newest first (what conversation/list groups)."""
         return [self.messages[i] for i in reversed(self.by_line.get(line, []))]
+
+    def newest_page(self, line: str, start: int, limit: int) -> tuple[list[Message], int]:
+        """One page of the line's messages, newest first, and how many it has: message/list pages
+        through a long history without copying it."""
+        ids = self.by_line.get(line, [])
+        end = max(0, len(ids) - start)
+        return [self.messages[i] for i in reversed(ids[max(0, end - limit) : end])], len(ids)
 
     # Faults and limits
 

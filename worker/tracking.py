@@ -4,16 +4,17 @@ or the horizon."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session, col, func, select, update
 
 from worker.hooks import notify_final
 from worker.lines import mark_needs_login
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Line, Part, utcnow
-from worker.store.record import Locked, lock_message, move_part, record_delivery
+from worker.store.record import Locked, lock_messages, move_part, record_delivery
 from worker.store.states import LineState, Source, State
 from worker.zipwhip.errors import Classification, ProviderError
 from worker.zipwhip.results import ProviderMessage
@@ -24,74 +25,120 @@ MAX_DUE_PER_POLL = 2000  # due parts one line poll takes on; the rest are due ag
 RECORD_CHUNK = 100  # messages recorded per transaction
 
 
+@dataclass(frozen=True)
+class Due:
+    """A line's parts due for a poll, and where they lie in its newest-first message list."""
+
+    session_key: str
+    parts: list[tuple[int, int, str]]  # (part id, message id, provider id), oldest first
+    since: datetime  # paging may stop at messages older than this
+    skip: int  # our texts sent after the newest due one: at least this many are listed above it
+    span: int  # our texts sent from the oldest due one to the newest
+
+
 def poll_line_step(runtime: Runtime, line_id: int) -> str:
     """Poll every due part of a line at once: pages of `message/list` (newest first) carry the
-    statuses of many messages per call, back to the oldest due part; the few not found there are
-    asked for one by one with `message/get`. The cost follows the messages in flight, not the history:
-    paging stops at the oldest due part and after a number of pages bounded by the due count."""
-    now = utcnow()
+    statuses of many messages per call; the few not found there are asked for with `message/get`.
+    The cost follows the messages in flight, not the history: paging starts below our texts that are
+    newer than every due one and stops at the oldest due one, within a budget set by their span."""
     with transaction(runtime.engine) as session:
-        line = session.get(Line, line_id)
-        if line is None:
-            return f"line {line_id}: not found"
-        if line.state != LineState.ACTIVE or not line.session_key:
-            session.exec(  # polling resumes when `outbox line add` logs the line in again
-                update(Part)
-                .where(col(Part.line_id) == line_id, col(Part.state) == State.SENT.value)
-                .values(next_poll_at=None)
-            )
-            return f"line {line_id}: polling waits for the line to log in"
-        key = line.session_key
-        due = session.exec(
-            select(Part.id, Part.message_id, Part.provider_id, Part.sent_at)
-            .where(Part.line_id == line_id, Part.state == State.SENT.value, col(Part.next_poll_at) <= now)
-            .where(col(Part.provider_id).is_not(None))
-            .order_by(col(Part.sent_at))
-            .limit(MAX_DUE_PER_POLL)
-        ).all()
-    if not due:
-        return f"line {line_id}: nothing due"
-    since = min(sent or now for *_, sent in due) - timedelta(seconds=runtime.settings.reconcile_window_s)
-    listed, pages = _listed(runtime, key, {provider_id for _, _, provider_id, _ in due}, since)
+        due = _due(session, runtime, line_id, utcnow())
+    if isinstance(due, str):
+        return due
+    listed, pages = _listed(runtime, due)
     answers = _answers_for_listed(runtime, line_id, listed)
-    missing = [(part_id, message_id, pid) for part_id, message_id, pid, _ in due if pid not in listed]
-    for part_id, message_id, provider_id in missing:
-        try:
-            answer: ProviderMessage | ProviderError = runtime.client.get_message(key, provider_id or "")
-        except ProviderError as error:
-            answer = error
-        answers.setdefault(message_id, {})[part_id or 0] = answer
-        if isinstance(answer, ProviderError) and answer.classification is Classification.SESSION_INVALID:
-            break
+    missing = [(part_id, message_id, pid) for part_id, message_id, pid in due.parts if pid not in listed]
+    for (part_id, message_id, _), answer in zip(
+        missing, _get_each(runtime, due.session_key, missing), strict=True
+    ):
+        answers.setdefault(message_id, {})[part_id] = answer
     finals = _record_all(runtime, answers)
     for message_id, state in finals:
         notify_final(runtime.settings.outcome_hook, message_id, state)
     return (
-        f"line {line_id}: {len(due)} due, {pages} message/list pages, "
+        f"line {line_id}: {len(due.parts)} due, {pages} message/list pages, "
         f"{len(missing)} by message/get, {len(finals)} now final"
     )
 
 
-def _listed(
-    runtime: Runtime, key: str, wanted: set[str | None], since: datetime
-) -> tuple[dict[str, ProviderMessage], int]:
-    """The line's recent messages by provider id, paging back until every wanted id is seen, the
-    page is older than `since`, or the page budget (twice the wanted count) is spent."""
+def _due(session: Session, runtime: Runtime, line_id: int, now: datetime) -> Due | str:
+    """What is due on the line, or why nothing will be polled."""
+    line = session.get(Line, line_id)
+    if line is None:
+        return f"line {line_id}: not found"
+    if line.state != LineState.ACTIVE or not line.session_key:
+        session.exec(  # polling resumes when `outbox line add` logs the line in again
+            update(Part)
+            .where(col(Part.line_id) == line_id, col(Part.state) == State.SENT.value)
+            .values(next_poll_at=None)
+        )
+        return f"line {line_id}: polling waits for the line to log in"
+    rows = session.exec(
+        select(Part.id, Part.message_id, Part.provider_id, Part.sent_at)
+        .where(Part.line_id == line_id, Part.state == State.SENT.value, col(Part.next_poll_at) <= now)
+        .where(col(Part.provider_id).is_not(None))
+        .order_by(col(Part.sent_at))
+        .limit(MAX_DUE_PER_POLL)
+    ).all()
+    if not rows:
+        return f"line {line_id}: nothing due"
+    oldest, newest = rows[0][3] or now, rows[-1][3] or now
+    skip = _sent_after(session, line_id, newest, inclusive=False)
+    return Due(
+        session_key=line.session_key,
+        parts=[(part_id or 0, message_id, provider_id or "") for part_id, message_id, provider_id, _ in rows],
+        since=oldest - timedelta(seconds=runtime.settings.reconcile_window_s),
+        skip=skip,
+        span=_sent_after(session, line_id, oldest, inclusive=True) - skip,
+    )
+
+
+def _sent_after(session: Session, line_id: int, when: datetime, *, inclusive: bool) -> int:
+    """How many of our texts the line sent after `when` (an index range: the recent ones only)."""
+    after = col(Part.sent_at) >= when if inclusive else col(Part.sent_at) > when
+    query = select(func.count()).select_from(Part).where(Part.line_id == line_id, after)
+    return int(session.exec(query).one())
+
+
+def _listed(runtime: Runtime, due: Due) -> tuple[dict[str, ProviderMessage], int]:
+    """The line's messages around the due ones, by provider id. Paging starts a page above the
+    first possible place of the newest due one (our clock and the provider's may order texts sent
+    at the same moment differently) and goes on until every due id is seen, a page is older than
+    `since`, or the budget is spent: twice the due span (room for texts received or sent by other
+    apps in between). What is not found is asked for one by one."""
     page_size = runtime.settings.poll_page_size
-    budget = 2 + (2 * len(wanted)) // page_size
+    start = max(0, due.skip - page_size)
+    budget = 2 + (2 * max(due.span, len(due.parts))) // page_size
+    wanted = {provider_id for *_, provider_id in due.parts}
     listed: dict[str, ProviderMessage] = {}
     pages = 0
     try:
         while pages < budget:
-            batch = runtime.client.list_messages(key, start=pages * page_size, limit=page_size)
+            batch = runtime.client.list_messages(
+                due.session_key, start=start + pages * page_size, limit=page_size
+            )
             pages += 1
             listed.update((m.id, m) for m in batch.messages)
             oldest = batch.messages[-1].date_created if batch.messages else None
-            if wanted <= listed.keys() or len(batch.messages) < page_size or (oldest and oldest < since):
+            if wanted <= listed.keys() or len(batch.messages) < page_size or (oldest and oldest < due.since):
                 break
     except ProviderError as error:  # the parts not listed are asked for one by one, which handles it
         log.warning("message/list failed while polling: %s", error)
     return listed, pages
+
+
+def _get_each(
+    runtime: Runtime, session_key: str, parts: list[tuple[int, int, str]]
+) -> list[ProviderMessage | ProviderError]:
+    """`message/get` for each part, concurrently on the provider pool."""
+
+    def get(part: tuple[int, int, str]) -> ProviderMessage | ProviderError:
+        try:
+            return runtime.client.get_message(session_key, part[2])
+        except ProviderError as error:
+            return error
+
+    return list(runtime.provider_pool.map(get, parts))
 
 
 def _answers_for_listed(
@@ -120,22 +167,21 @@ def _record_all(
     ordered = sorted(answers)
     for start in range(0, len(ordered), RECORD_CHUNK):
         with transaction(runtime.engine) as session:
-            for message_id in ordered[start : start + RECORD_CHUNK]:
-                _, final_state = _record(session, runtime, message_id, answers[message_id], utcnow())
-                if final_state:
-                    finals.append((message_id, final_state))
+            now = utcnow()
+            for message_id, locked in lock_messages(session, ordered[start : start + RECORD_CHUNK]).items():
+                _record(session, runtime, locked, answers[message_id], now)
+                if locked.newly_final:
+                    finals.append((message_id, locked.message.state))
     return finals
 
 
 def _record(
     session: Session,
     runtime: Runtime,
-    message_id: int,
+    locked: Locked,
     answers: dict[int, ProviderMessage | ProviderError],
     now: datetime,
-) -> tuple[str, str | None]:
-    locked = lock_message(session, message_id)
-    assert locked is not None
+) -> None:
     for part in locked.parts:
         answer = answers.get(part.id or 0)
         if part.state != State.SENT.value or answer is None:
@@ -146,7 +192,6 @@ def _record(
             _apply_status(session, locked, part, answer, now)
         if part.state == State.SENT.value and part.next_poll_at is not None:
             _schedule_next_poll(session, runtime, locked, part, now)
-    return f"message {message_id}: {locked.message.state}", locked.newly_final
 
 
 def _apply_status(
