@@ -10,38 +10,29 @@ run, on this machine, never absolute promises.
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
-import statistics
 import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import requests
 from rich.console import Console
-from rich.table import Table
-from sqlalchemy import create_engine, func, text
-from sqlmodel import Session, col, select
+from sqlalchemy import create_engine, text
 
 from config.settings import settings_from
 from simulator.loadcheck import measure_send_rate
 from worker.bench.baseline import baseline_rate
-from worker.bench.memory import peak_rss_mb
+from worker.bench.report import BenchResult
+from worker.bench.rounds import LINE, measure_round
 from worker.devstack import DevStack, StackError, answers, ensure_redis, free_port
 from worker.runtime import Runtime
 
-LINE, PASSWORD = "5556661234", "demo"
-PROVIDER_CALLS = ("message/send", "messaging/send", "message/get", "message/list", "conversation/get")
+PASSWORD = "demo"
 WEBHOOK_KEY = "bench-webhook-key"
-
-# What the issue asks of this machine; printed beside the figures, never asserted in a unit test.
-TARGETS = {"ratio": 0.7, "enqueue_per_s": 1000.0, "calls_per_delivered": 1.5, "calls_with_webhooks": 1.05}
 
 
 @dataclass(frozen=True)
@@ -59,44 +50,6 @@ class BenchOptions:
     redis_db: int = 15
     workdir: Path = Path(".outbox/bench")
     timeout_s: float = 900.0
-
-
-@dataclass
-class Round:
-    """One batch through the pipeline."""
-
-    messages: int
-    enqueue_per_s: float
-    pipeline_per_s: float
-    final_p50_s: float
-    final_p95_s: float
-    delivered: int
-    provider_calls: int
-    calls_per_delivered: float
-    worker_peak_rss_mb: float | None
-
-
-@dataclass
-class BenchResult:
-    """Everything `outbox bench --json` prints."""
-
-    messages: int
-    latency_ms: float
-    database: str
-    webhooks: bool
-    workers: int
-    concurrency: int
-    simulator_capacity_per_s: float
-    baseline_per_s: float
-    pipeline_per_s: float
-    ratio: float
-    enqueue_per_s: float
-    final_p50_s: float
-    final_p95_s: float
-    calls_per_delivered: float
-    worker_peak_rss_mb: float | None
-    memory_rounds: list[dict[str, Any]] = field(default_factory=list)
-    targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
 
 
 def run_bench(options: BenchOptions, console: Console) -> BenchResult:
@@ -140,16 +93,16 @@ def _run(
     stack.env = _env(options, broker, database_url, base_url, options.workdir)
     runtime = _start_pipeline(stack, options)
     console.print(
-        f"pipeline: {options.workers} worker process(es) x {options.concurrency} threads, "
+        f"pipeline: {options.workers} worker process(es) x {options.concurrency} provider calls in flight, "
         f"{database_kind}, {'webhooks' if options.webhooks else 'polling only'} ..."
     )
-    _round(runtime, stack, base_url, 50, options.timeout_s)  # warm the pools; not counted
-    main = _round(runtime, stack, base_url, options.messages, options.timeout_s)
+    measure_round(runtime, stack, base_url, 50, options.timeout_s)  # warm the pools; not counted
+    main = measure_round(runtime, stack, base_url, options.messages, options.timeout_s)
     memory_rounds = []
     for size in options.memory_sizes:
         _restart_workers(stack, options)
         console.print(f"memory: {size} messages through fresh workers ...")
-        memory_rounds.append(asdict(_round(runtime, stack, base_url, size, options.timeout_s)))
+        memory_rounds.append(asdict(measure_round(runtime, stack, base_url, size, options.timeout_s)))
     runtime.close()
     return BenchResult(
         messages=options.messages,
@@ -163,6 +116,7 @@ def _run(
         pipeline_per_s=round(main.pipeline_per_s, 1),
         ratio=round(main.pipeline_per_s / baseline, 3),
         enqueue_per_s=round(main.enqueue_per_s, 1),
+        enqueue_single_per_s=round(main.enqueue_single_per_s, 1),
         final_p50_s=round(main.final_p50_s, 2),
         final_p95_s=round(main.final_p95_s, 2),
         calls_per_delivered=round(main.calls_per_delivered, 3),
@@ -219,7 +173,6 @@ def _env(
         "OUTBOX_DATABASE_URL": database_url,
         "ZIPWHIP_BASE_URL": base_url,
         "OUTBOX_LINE_RATE": "0",
-        "OUTBOX_WORKER_CONCURRENCY": str(options.concurrency),
         "OUTBOX_PROVIDER_POOL_SIZE": str(options.concurrency),
         "OUTBOX_BEAT_SCHEDULE_PATH": str((workdir / "celerybeat-schedule").resolve()),
         "OUTBOX_LOG_LEVEL": "WARNING",
@@ -263,105 +216,3 @@ def _restart_workers(stack: DevStack, options: BenchOptions) -> None:
         stack.stop_one(name)
         (options.workdir / f"{name}.log").unlink(missing_ok=True)
     _start_workers(stack, options)
-
-
-def _round(runtime: Runtime, stack: DevStack, base_url: str, count: int, timeout_s: float) -> Round:
-    """Enqueue `count` texts as fast as one process can, then follow them to a final status."""
-    from worker.enqueue import enqueue
-    from worker.store.models import Message, Part
-    from worker.store.states import FINAL_STATES, NOT_YET_ACCEPTED
-
-    calls_before = _provider_calls(base_url)
-    started = time.perf_counter()
-    enqueued = [
-        enqueue(runtime, LINE, _recipient(n), f"Benchmark text {n}: your order shipped.")
-        for n in range(count)
-    ]
-    enqueued_s = time.perf_counter() - started
-    ids = (enqueued[0], enqueued[-1])  # the bench's own database: nobody else writes between them
-    unaccepted = [s.value for s in NOT_YET_ACCEPTED]
-    final = [s.value for s in FINAL_STATES]
-
-    def parts_not_accepted() -> int:
-        query = select(func.count()).where(
-            col(Part.message_id).between(*ids), col(Part.state).in_(unaccepted)
-        )
-        with Session(runtime.engine) as session:
-            return int(session.exec(query).one())
-
-    def messages_not_final() -> int:
-        query = select(func.count()).where(col(Message.id).between(*ids), col(Message.state).not_in(final))
-        with Session(runtime.engine) as session:
-            return int(session.exec(query).one())
-
-    deadline = time.monotonic() + timeout_s
-    while parts_not_accepted() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    sent_s = time.perf_counter() - started
-    while messages_not_final() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    with Session(runtime.engine) as session:
-        rows = session.exec(
-            select(Message.state, Message.created_at, Message.final_at).where(col(Message.id).between(*ids))
-        ).all()
-    to_final = sorted((f - c).total_seconds() for _, c, f in rows if f is not None)
-    delivered = sum(1 for state, _, _ in rows if state == "delivered")
-    calls = _provider_calls(base_url) - calls_before
-    rss = [peak_rss_mb(p.pid) for n, p in stack.processes.items() if n.startswith("worker")]
-    return Round(
-        messages=count,
-        enqueue_per_s=count / enqueued_s,
-        pipeline_per_s=count / sent_s,
-        final_p50_s=statistics.median(to_final) if to_final else float("nan"),
-        final_p95_s=to_final[int(len(to_final) * 0.95) - 1] if to_final else float("nan"),
-        delivered=delivered,
-        provider_calls=calls,
-        calls_per_delivered=calls / delivered if delivered else float("inf"),
-        worker_peak_rss_mb=round(max(r for r in rss if r is not None), 1) if any(rss) else None,
-    )
-
-
-def _recipient(n: int) -> str:
-    return f"+1206{5550000 + n % 10_000:07d}" if n < 10_000 else f"+1425{5550000 + n % 10_000:07d}"
-
-
-def _provider_calls(base_url: str) -> int:
-    counters = requests.get(base_url + "_sim/counters?sends=0", timeout=10).json()
-    return sum(int(counters["calls"].get(name, 0)) for name in PROVIDER_CALLS)
-
-
-def print_result(result: BenchResult, console: Console, as_json: bool) -> None:
-    """The figures as a table with the targets, or as one JSON object."""
-    if as_json:
-        print(json.dumps(asdict(result)))
-        return
-    calls_target = TARGETS["calls_with_webhooks"] if result.webhooks else TARGETS["calls_per_delivered"]
-    table = Table(
-        "figure", "value", "target", title=f"outbox bench ({result.messages} texts, {result.database})"
-    )
-    table.add_row("simulator capacity (sends/s)", f"{result.simulator_capacity_per_s:,.0f}", "")
-    table.add_row("baseline: thread-pooled requests loop (sends/s)", f"{result.baseline_per_s:,.1f}", "")
-    table.add_row("pipeline: enqueue to accepted (sends/s)", f"{result.pipeline_per_s:,.1f}", "")
-    table.add_row(
-        "ratio pipeline / baseline", _mark(result.ratio, TARGETS["ratio"]), f">= {TARGETS['ratio']}"
-    )
-    table.add_row(
-        "enqueue (messages/s, one process)", _mark(result.enqueue_per_s, TARGETS["enqueue_per_s"]), ">= 1,000"
-    )
-    table.add_row("time to final status p50 / p95 (s)", f"{result.final_p50_s} / {result.final_p95_s}", "")
-    table.add_row(
-        "provider calls per delivered text",
-        _mark(result.calls_per_delivered, calls_target, higher_is_better=False),
-        f"<= {calls_target}",
-    )
-    table.add_row("worker peak RSS (MB)", f"{result.worker_peak_rss_mb}", "flat as N grows")
-    for memory in result.memory_rounds:
-        table.add_row(
-            f"  worker peak RSS at N={memory['messages']:,} (MB)", f"{memory['worker_peak_rss_mb']}", ""
-        )
-    console.print(table)
-
-
-def _mark(value: float, target: float, higher_is_better: bool = True) -> str:
-    met = value >= target if higher_is_better else value <= target
-    return f"{value:,.3g} {'[green]met[/green]' if met else '[red]missed[/red]'}"

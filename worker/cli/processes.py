@@ -13,9 +13,11 @@ from worker.constants import CONTROL_QUEUE, SEND_QUEUE, STATUS_QUEUE
 
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 
-# The work is waiting on the provider's answers, not on the CPU: a thread pool keeps many calls in
-# flight in one process with one connection pool (see the README's "Throughput" section).
+# The work is waiting on the provider's answers, not on the CPU: a few task threads claim and record
+# batches while the provider pool keeps many calls in flight on one connection pool. The GIL caps a
+# process at one core, so a host runs one worker per core (see the README's "Throughput" section).
 DEFAULT_POOL = "threads"
+BENCH_IN_FLIGHT = 64  # the bench's default provider calls in flight, over all its workers
 
 
 def register(app: typer.Typer) -> None:
@@ -45,16 +47,19 @@ def _celery(*args: str) -> None:
 
 
 def worker(
-    concurrency: int = typer.Option(None, help="Threads per worker process (default: worker_concurrency)."),
-    hostname: str = typer.Option(None, help="Node name in Flower (default: celery@<host>)."),
+    concurrency: int = typer.Option(
+        None, help="Task threads per worker process (default: worker_concurrency); see provider_pool_size."
+    ),
+    hostname: str = typer.Option(None, help="Node name in Flower (default: worker-<pid>@<host>)."),
     loglevel: str = typer.Option("INFO", help="Log level."),
 ) -> None:
-    """Run a worker on the send, status and control queues."""
+    """Run a worker on the send, status and control queues (run one per core: see the README)."""
     from config.settings import get_settings
 
     queues = ",".join((SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE))
     concurrency = concurrency or get_settings().worker_concurrency
-    extra = ["--hostname", hostname] if hostname else []
+    # Several workers on one host (one per core) need names of their own, or Flower merges them.
+    hostname = hostname or f"worker-{os.getpid()}@%h"
     _celery(
         "worker",
         "-Q",
@@ -63,9 +68,10 @@ def worker(
         DEFAULT_POOL,
         "--concurrency",
         str(concurrency),
+        "--hostname",
+        hostname,
         "-l",
         loglevel,
-        *extra,
     )
 
 
@@ -146,8 +152,11 @@ def bench(
     messages: int = typer.Option(5000, "-n", "--messages", help="Texts in the measured batch."),
     latency_ms: float = typer.Option(100, help="The simulator's added latency per call."),
     delivery_ms: float = typer.Option(1000, help="The simulator's time from send to final status."),
-    workers: int = typer.Option(1, help="Worker processes."),
-    concurrency: int = typer.Option(64, help="Threads per worker process (the baseline gets as many)."),
+    workers: int = typer.Option(None, help="Worker processes (default: one per core, as deployed)."),
+    concurrency: int = typer.Option(
+        None,
+        help="Provider calls in flight per worker (default: 64 in all); the baseline loop gets as many.",
+    ),
     postgres: str = typer.Option(
         None, help="A PostgreSQL server URL: the bench creates and drops a database there (default SQLite)."
     ),
@@ -162,19 +171,21 @@ def bench(
     """Measure the pipeline against a plain thread-pooled loop on the simulator, in one run."""
     from rich.console import Console
 
-    from worker.bench.run import BenchOptions, print_result, run_bench
+    from worker.bench.report import print_result
+    from worker.bench.run import BenchOptions, run_bench
     from worker.devstack import StackError
 
     try:
         sizes = tuple(int(size) for size in memory.split(",") if size.strip())
     except ValueError:
         fail(f"--memory takes sizes like 1000,20000, not {memory!r}")
+    workers = workers or os.cpu_count() or 1
     options = BenchOptions(
         messages=messages,
         latency_ms=latency_ms,
         delivery_ms=delivery_ms,
         workers=workers,
-        concurrency=concurrency,
+        concurrency=concurrency or max(8, BENCH_IN_FLIGHT // workers),
         postgres=postgres,
         webhooks=webhooks,
         memory_sizes=sizes,
