@@ -22,6 +22,7 @@ from worker.zipwhip.results import ProviderMessage
 log = logging.getLogger(__name__)
 
 MAX_DUE_PER_POLL = 2000  # due parts one line poll takes on; the rest are due again at the next one
+ORDER_SKEW_S = 2.0  # how far our record times may disagree with the provider's order of creation
 RECORD_CHUNK = 100  # messages recorded per transaction
 
 
@@ -32,8 +33,8 @@ class Due:
     session_key: str
     parts: list[tuple[int, int, str]]  # (part id, message id, provider id), oldest first
     since: datetime  # paging may stop at messages older than this
-    skip: int  # our texts sent after the newest due one: at least this many are listed above it
-    span: int  # our texts sent from the oldest due one to the newest
+    skip: int  # our texts surely listed above the newest due one (sent well after it)
+    span: int  # our texts from the oldest due one to the skipped ones
 
 
 def poll_line_step(runtime: Runtime, line_id: int) -> str:
@@ -83,7 +84,10 @@ def _due(session: Session, runtime: Runtime, line_id: int, now: datetime) -> Due
     if not rows:
         return f"line {line_id}: nothing due"
     oldest, newest = rows[0][3] or now, rows[-1][3] or now
-    skip = _sent_after(session, line_id, newest, inclusive=False)
+    # Our clock orders texts sent at the same moment differently from the provider's (many calls are
+    # in flight at once and a batch is recorded together): only texts recorded well after the newest
+    # due one are surely listed above it.
+    skip = _sent_after(session, line_id, newest + timedelta(seconds=ORDER_SKEW_S), inclusive=False)
     return Due(
         session_key=line.session_key,
         parts=[(part_id or 0, message_id, provider_id or "") for part_id, message_id, provider_id, _ in rows],
@@ -101,30 +105,63 @@ def _sent_after(session: Session, line_id: int, when: datetime, *, inclusive: bo
 
 
 def _listed(runtime: Runtime, due: Due) -> tuple[dict[str, ProviderMessage], int]:
-    """The line's messages around the due ones, by provider id. Paging starts a page above the
-    first possible place of the newest due one (our clock and the provider's may order texts sent
-    at the same moment differently) and goes on until every due id is seen, a page is older than
-    `since`, or the budget is spent: twice the due span (room for texts received or sent by other
-    apps in between). What is not found is asked for one by one."""
+    """The line's messages around the due ones, by provider id. Paging starts below the texts surely
+    newer than every due one and goes down until every due id is seen, a page is older than
+    `since`, or the budget is spent: twice the span (room for texts received or sent by other apps
+    in between). What is not found is asked for one by one."""
     page_size = runtime.settings.poll_page_size
-    start = max(0, due.skip - page_size)
-    budget = 2 + (2 * max(due.span, len(due.parts))) // page_size
+    budget = page_size + 2 * max(due.span, len(due.parts))  # texts to page through at most
     wanted = {provider_id for *_, provider_id in due.parts}
     listed: dict[str, ProviderMessage] = {}
-    pages = 0
+    aim, pages = _Aim(due.skip), 0
     try:
-        while pages < budget:
-            batch = runtime.client.list_messages(
-                due.session_key, start=start + pages * page_size, limit=page_size
-            )
+        while aim.covered < budget and pages < 2 * budget // page_size + 2:
+            batch = runtime.client.list_messages(due.session_key, start=aim.offset, limit=page_size)
             pages += 1
             listed.update((m.id, m) for m in batch.messages)
             oldest = batch.messages[-1].date_created if batch.messages else None
             if wanted <= listed.keys() or len(batch.messages) < page_size or (oldest and oldest < due.since):
                 break
+            aim.follow(batch.total, len(batch.messages))
     except ProviderError as error:  # the parts not listed are asked for one by one, which handles it
         log.warning("message/list failed while polling: %s", error)
     return listed, pages
+
+
+@dataclass
+class _Aim:
+    """Where the next page of a newest-first list goes while texts keep landing on top of it.
+
+    Positions are counted from the oldest message, which never moves; `total` in each answer tells
+    how far the list grew, so each page is aimed where the covered stretch ends, guessing that as
+    many texts arrive before it as before the last one (three quarters as many: an overlap costs a
+    little of a page, a gap a whole one). A page that overshot (the line slowed down) is followed
+    by one aimed without a guess.
+    """
+
+    offset: int
+    guess: int = 0
+    first: int | None = None  # the first page's newest position
+    reached: int | None = None  # the lowest position covered without a gap
+
+    @property
+    def covered(self) -> int:
+        """Texts paged through without a gap so far."""
+        return 0 if self.first is None or self.reached is None else self.first - self.reached
+
+    def follow(self, total: int, count: int) -> None:
+        """Aim the next page after a page of `count` texts from a list of `total`."""
+        top = total - self.offset  # one past this page's newest position
+        if self.reached is not None and top < self.reached:
+            self.guess = 0
+            self.offset = total - self.reached
+            return
+        if self.reached is None:
+            self.first = top
+        else:
+            self.guess = 3 * (self.guess + top - self.reached) // 4
+        self.reached = top - count
+        self.offset = total + self.guess - self.reached
 
 
 def _get_each(
