@@ -76,6 +76,10 @@ class Settings(BaseSettings):
         description="Messages per second per line across all hosts; 0 means unlimited.",
     )
 
+    mms_send_cost: float = Field(
+        1.0, gt=0, description="Rate slots an MMS part takes on its line (carriers often allow fewer MMS)."
+    )
+
     # Delivery tracking.
     poll_delays_s: list[float] = Field(
         default_factory=lambda: [5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0],

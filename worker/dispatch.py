@@ -63,6 +63,11 @@ def line_rate(runtime: Runtime, line: Line) -> float:
     return line.rate_per_s if line.rate_per_s is not None else runtime.settings.line_rate_per_s
 
 
+def send_cost(runtime: Runtime, kind: str) -> float:
+    """How many of its line's rate slots a part takes: an SMS one, an MMS the setting."""
+    return runtime.settings.mms_send_cost if kind != "sms" else 1.0
+
+
 def lease(runtime: Runtime, now: datetime) -> datetime:
     """When published work comes due again if its task never ran."""
     return now + timedelta(seconds=runtime.settings.release_lease_s)
@@ -106,7 +111,8 @@ def try_dispatch(
         return False
     if waiting_for_predecessor(session, [message.id or 0], now):
         return False
-    waits = runtime.limiter.reserve(line.id or 0, line_rate(runtime, line), 1, RELEASE_EVERY_S)
+    cost = [send_cost(runtime, part.kind)]
+    waits = runtime.limiter.reserve(line.id or 0, line_rate(runtime, line), 1, RELEASE_EVERY_S, cost)
     if not waits:
         return False
     mark_dispatched(runtime, part, now)

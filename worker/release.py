@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from config.celery import RELEASE_EVERY_S
 from worker.constants import POLL_LEASE_KEY, RELEASE_QUEUED_KEY, TASK_POLL_LINE, TASK_RECONCILE, TASK_SEND
-from worker.dispatch import UNACCEPTED, Outbox, lease, line_rate, waiting_for_predecessor
+from worker.dispatch import UNACCEPTED, Outbox, lease, line_rate, send_cost, waiting_for_predecessor
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Line, Part, utcnow
@@ -126,7 +126,8 @@ def _release_line(session: Session, runtime: Runtime, line: Line, share: int, no
         return []
     candidates = eligible_parts(session, line.id or 0, now, cap)
     healthy = [row for row in candidates if not _poisoned(session, runtime, row, now)]
-    waits = runtime.limiter.reserve(line.id or 0, rate, len(healthy), RELEASE_EVERY_S)
+    costs = [send_cost(runtime, row.kind) for row in healthy]
+    waits = runtime.limiter.reserve(line.id or 0, rate, len(healthy), RELEASE_EVERY_S, costs)
     chosen = healthy[: len(waits)]
     leased = _lease(session, runtime, [row.id for row in chosen], now)
     # Going late by a quarter of the line's interval keeps its sends evenly spread.
@@ -164,6 +165,7 @@ class Candidate(NamedTuple):
     position: int
     releases: int
     due_at: datetime
+    kind: str
 
 
 def eligible_parts(session: Session, line_id: int, now: datetime, limit: int) -> list[Candidate]:
@@ -186,6 +188,7 @@ def eligible_parts(session: Session, line_id: int, now: datetime, limit: int) ->
                     col(Part.position),
                     col(Part.releases),
                     col(Part.due_at),
+                    col(Part.kind),
                 )
                 .where(col(Part.line_id) == line_id, col(Part.state) == state, col(Part.due_at) <= now)
                 .order_by(col(Part.due_at), col(Part.id))

@@ -66,3 +66,9 @@ def test_concurrent_callers_never_get_the_same_slot(limiter: LineRateLimiter) ->
     assert len(got) == 40
     span = got[-1] - got[0]
     assert span >= 39 * 0.01 * 0.9  # 40 slots at 100/s cannot fit in less than 0.39 s
+
+
+def test_a_costlier_text_takes_a_longer_slot(limiter: LineRateLimiter) -> None:
+    waits = limiter.reserve(1, rate_per_s=4.0, wanted=3, horizon_s=2.0, costs=[1.0, 3.0, 1.0])
+    assert waits == pytest.approx([0, 0.25, 1.0], abs=0.01)  # the MMS at 0.25 s holds three slots
+    assert limiter.reserve(1, rate_per_s=4.0, wanted=1, horizon_s=2.0) == [pytest.approx(1.25, abs=0.01)]

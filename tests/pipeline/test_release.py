@@ -170,3 +170,11 @@ def test_a_messages_later_part_waits_for_the_earlier_one(runtime: Runtime) -> No
         parts[0].state = "sent"
         session.commit()
         assert [row.id for row in eligible_parts(session, line_id, utcnow(), 10)] == [parts[1].id]
+
+
+def test_an_mms_costs_its_line_the_slots_the_setting_says(runtime: Runtime) -> None:
+    runtime.settings = runtime.settings.model_copy(update={"mms_send_cost": 2.0})
+    _set_rates(runtime, 4.0)
+    texts = [TextRequest(LINE, f"+1206555{n:04d}", "a picture", [image("png")]) for n in range(6)]
+    enqueue_many(runtime, texts)
+    assert release_due(runtime)["sends"] == 2  # slots at 0 and 0.5 s: each MMS holds two quarter-seconds
