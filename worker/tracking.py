@@ -21,7 +21,7 @@ from worker.zipwhip.results import ProviderMessage
 
 log = logging.getLogger(__name__)
 
-MAX_DUE_PER_POLL = 2000  # due parts one line poll takes on; the rest are due again at the next one
+MAX_DUE_PER_POLL = 500  # due parts one line poll takes on (bounds its memory); the rest wait for the next
 ORDER_SKEW_S = 2.0  # how far our record times may disagree with the provider's order of creation
 RECORD_CHUNK = 100  # messages recorded per transaction
 

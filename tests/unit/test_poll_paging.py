@@ -76,3 +76,12 @@ def test_a_line_sending_at_an_uneven_pace_costs_a_few_extra_pages_and_misses_not
     line.add(5000)
     missing, pages = _poll(line, range(1000, 3000), skip=5000 - 3000)
     assert missing == set() and pages <= 2000 // 75 + 5
+
+
+@pytest.mark.parametrize("history", [1_000, 100_000])
+def test_the_pages_follow_the_texts_in_flight_not_the_history(history: int) -> None:
+    line = GrowingLine(arrivals=[0])
+    line.add(history + 300)  # years of texts, then 300 recent ones of which 200 are due
+    due = range(history, history + 200)
+    missing, pages = _poll(line, due, skip=100)
+    assert missing == set() and pages == 2
