@@ -1,4 +1,4 @@
-"""The send task: message ids in, a summary out; the work is in `worker.sending`."""
+"""The send task: message ids in, a summary out; the work is in `worker.send`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from tasks.retrying import INFRASTRUCTURE_ERRORS
 from worker.app import app
 from worker.constants import TASK_SEND
 from worker.runtime import get_runtime
-from worker.sending import send_step
+from worker.send import send_step
 
 
 @app.task(

@@ -17,23 +17,13 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 
-from worker.planning import Attachment as PlannedFile
-from worker.planning import (
-    FileInput,
-    Plan,
-    PlannedPart,
-    PlanningError,
-    Problem,
-    normalize_number,
-    plan_message,
-)
+from worker.planning import FileInput, Plan, PlanningError, Problem, normalize_number, plan_message
 from worker.runtime import Runtime
-from worker.store.models import Attachment, Line, Message, OptOut, Part, StatusEvent, utcnow
-from worker.store.states import Source, State
+from worker.store.models import utcnow
+from worker.store.new_messages import NewMessage, existing_message, insert_messages, look_up_line
 
 IDEMPOTENCY_KEY_MAX = 200
 MAX_TEXTS_PER_CALL = 10_000  # one transaction; more in one call would hold it open too long
@@ -62,24 +52,6 @@ class _Checked:
     send_at: datetime | None
     expires_at: datetime | None
     metadata: Mapping[str, Any] | None
-
-
-# Built once: a producer's cost is its round trips, not building statements.
-_LINE_AND_OPT_OUTS = (
-    select(Line.id, OptOut.number)
-    .outerjoin(
-        OptOut,
-        (col(OptOut.line_id) == col(Line.id))
-        & col(OptOut.number).in_(bindparam("recipients", expanding=True)),
-    )
-    .where(Line.phone == bindparam("phone"))
-)
-_EXISTING_KEYS = select(Message.idempotency_key, Message.id).where(
-    Message.line_id == bindparam("line_id"),
-    col(Message.idempotency_key).in_(bindparam("keys", expanding=True)),
-)
-_INSERT_MESSAGES = insert(Message).returning(col(Message.id), sort_by_parameter_order=True)
-_INSERT_PARTS = insert(Part).returning(col(Part.id), sort_by_parameter_order=True)
 
 
 def enqueue(
@@ -248,24 +220,31 @@ def _record_all(
     line_ids: list[int] = [0] * len(requests)
     for number in {n for n in line_numbers if n is not None}:
         mine = [i for i, n in enumerate(line_numbers) if n == number]
-        found = _lookup_line(connection, number, [checked[i] for i in mine])
+        mine_checked = [c for i in mine if (c := checked[i])]
+        recipients = sorted({c.plan.to for c in mine_checked})
+        keys = sorted({c.idempotency_key for c in mine_checked if c.idempotency_key})
+        found = look_up_line(connection, number, recipients, keys)
         if found is None:
             raw = next(r.line for i in mine if (r := requests[i]))
             hint = f"unknown line {number}: add it with `outbox line add {raw}`"
             problems += [p for i in mine for p in _named([Problem("line", hint)], i if indexed else None)]
             continue
-        line_id, opted_out, existing = found
         for i in mine:
-            line_ids[i], c = line_id, checked[i]
-            if c is not None and c.idempotency_key in existing:
-                ids[i] = existing[c.idempotency_key]
-            elif c is not None and c.plan.to in opted_out:
+            line_ids[i], c = found.line_id, checked[i]
+            if c is not None and c.idempotency_key in found.existing:
+                ids[i] = found.existing[c.idempotency_key]
+            elif c is not None and c.plan.to in found.opted_out:
                 stop = Problem("to", f"{c.plan.to} opted out of texts from {number} (texted STOP)")
                 problems += _named([stop], i if indexed else None)
     if problems:
         raise PlanningError(problems)
     fresh, repeats = _new_requests(checked, line_ids, ids)
-    inserted = _insert(connection, [(line_ids[i], c) for i in fresh if (c := checked[i])], now)
+    new = [
+        NewMessage(line_ids[i], c.plan, c.idempotency_key, c.send_at, c.expires_at, c.metadata)
+        for i in fresh
+        if (c := checked[i])
+    ]
+    inserted = insert_messages(connection, new, now)
     for i, message_id in zip(fresh, inserted, strict=True):
         ids[i] = message_id
     for i, first in repeats.items():
@@ -294,110 +273,9 @@ def _new_requests(
     return fresh, repeats
 
 
-def _lookup_line(
-    connection: Connection, number: str, checked: list[_Checked | None]
-) -> tuple[int, set[str], dict[str, int]] | None:
-    """The line's id, which of these recipients opted out of it, and which of these idempotency keys
-    it has seen; None for an unknown line."""
-    recipients = sorted({c.plan.to for c in checked if c})
-    rows = connection.execute(_LINE_AND_OPT_OUTS, {"phone": number, "recipients": recipients}).all()
-    if not rows:
-        return None
-    line_id = int(rows[0][0])
-    keys = sorted({c.idempotency_key for c in checked if c and c.idempotency_key})
-    existing = connection.execute(_EXISTING_KEYS, {"line_id": line_id, "keys": keys}).all() if keys else []
-    return line_id, {n for _, n in rows if n}, {k: int(i) for k, i in existing}
-
-
 def _existing_after_race(runtime: Runtime, line_number: str | None, key: str | None) -> int:
     with runtime.engine.connect() as connection:
-        line_id = connection.execute(select(Line.id).where(Line.phone == line_number)).scalar()
-        found = (
-            connection.execute(_EXISTING_KEYS, {"line_id": line_id, "keys": [key]}).first()
-            if line_id and key
-            else None
-        )
+        found = existing_message(connection, line_number, key)
     if found is None:
         raise RuntimeError("message insert conflicted but no earlier message was found")
-    return int(found[1])
-
-
-def _insert(connection: Connection, items: list[tuple[int, _Checked]], now: datetime) -> list[int]:
-    """The messages, their parts, their files and their first history rows: one statement per table
-    (many rows each), so a blast costs about what one message does."""
-    if not items:
-        return []
-    rows = [_message_row(line_id, c, now) for line_id, c in items]
-    message_ids = [int(i or 0) for i in connection.execute(_INSERT_MESSAGES, rows).scalars()]
-    parts, files = [], []
-    for message_id, (line_id, c) in zip(message_ids, items, strict=True):
-        due = c.send_at if c.send_at and c.send_at > now else now
-        for planned in c.plan.parts:
-            parts.append(_part_row(message_id, line_id, planned, due))
-            files.append(planned.attachments)
-    if any(files):
-        part_ids = [int(i or 0) for i in connection.execute(_INSERT_PARTS, parts).scalars()]
-        files_rows = [
-            _file_row(part_id, n, file)
-            for part_id, attached in zip(part_ids, files, strict=True)
-            for n, file in enumerate(attached)
-        ]
-        connection.execute(insert(Attachment), files_rows)
-    else:
-        connection.execute(insert(Part), parts)
-    events = [_event_row(m, c, now) for m, (_, c) in zip(message_ids, items, strict=True)]
-    connection.execute(insert(StatusEvent), events)
-    return message_ids
-
-
-def _message_row(line_id: int, c: _Checked, now: datetime) -> dict[str, Any]:
-    return {
-        "line_id": line_id,
-        "recipient": c.plan.to,
-        "state": State.QUEUED.value,
-        "idempotency_key": c.idempotency_key,
-        "send_at": c.send_at,
-        "expires_at": c.expires_at,
-        "meta": dict(c.metadata) if c.metadata else None,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def _part_row(message_id: int, line_id: int, planned: PlannedPart, due: datetime) -> dict[str, Any]:
-    return {
-        "message_id": message_id,
-        "line_id": line_id,
-        "position": planned.index,
-        "kind": planned.kind.value,
-        "body": planned.body,
-        "body_bytes": planned.body_bytes,
-        "payload_bytes": planned.payload_bytes,
-        "state": State.QUEUED.value,
-        "attempts": 0,
-        "releases": 0,
-        "poll_count": 0,
-        "due_at": due,
-    }
-
-
-def _file_row(part_id: int, position: int, file: PlannedFile) -> dict[str, Any]:
-    return {
-        "part_id": part_id,
-        "position": position,
-        "filename": file.filename,
-        "content_type": file.content_type,
-        "size": file.size,
-        "from_body": file.from_body,
-        "data": file.data,
-    }
-
-
-def _event_row(message_id: int, c: _Checked, now: datetime) -> dict[str, Any]:
-    return {
-        "message_id": message_id,
-        "at": now,
-        "source": Source.ENQUEUE.value,
-        "state": State.QUEUED.value,
-        "description": "planned: " + ", ".join(p.kind.value for p in c.plan.parts),
-    }
+    return found

@@ -20,7 +20,7 @@ from worker.dispatch import Outbox, try_dispatch
 from worker.hooks import notify_final
 from worker.lines import mark_needs_login
 from worker.runtime import Runtime
-from worker.sending import retry_policy
+from worker.send.record import retry_policy
 from worker.store.db import transaction
 from worker.store.models import Line, Part, utcnow
 from worker.store.record import Locked, lock_message, mark_sent, move_part, record_delivery

@@ -1,0 +1,159 @@
+"""Writing new messages: what a producer looks up (the line, its opt-outs, idempotency keys) and
+the inserts, one statement per table however many messages (a producer's cost is its round trips)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert
+from sqlmodel import col, select
+
+from worker.planning import Attachment as PlannedFile
+from worker.planning import Plan, PlannedPart
+from worker.store.models import Attachment, Line, Message, OptOut, Part, StatusEvent
+from worker.store.states import Source, State
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A checked, planned message to write for a line."""
+
+    line_id: int
+    plan: Plan
+    idempotency_key: str | None
+    send_at: datetime | None
+    expires_at: datetime | None
+    metadata: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class LineFacts:
+    """What a producer must know of a line before writing to it."""
+
+    line_id: int
+    opted_out: set[str]  # of the recipients asked about
+    existing: dict[str, int]  # message id by idempotency key, of the keys asked about
+
+
+# Built once: building statements would cost as much as running them.
+_LINE_AND_OPT_OUTS = (
+    select(Line.id, OptOut.number)
+    .outerjoin(
+        OptOut,
+        (col(OptOut.line_id) == col(Line.id))
+        & col(OptOut.number).in_(bindparam("recipients", expanding=True)),
+    )
+    .where(Line.phone == bindparam("phone"))
+)
+_EXISTING_KEYS = select(Message.idempotency_key, Message.id).where(
+    Message.line_id == bindparam("line_id"),
+    col(Message.idempotency_key).in_(bindparam("keys", expanding=True)),
+)
+_INSERT_MESSAGES = insert(Message).returning(col(Message.id), sort_by_parameter_order=True)
+_INSERT_PARTS = insert(Part).returning(col(Part.id), sort_by_parameter_order=True)
+
+
+def look_up_line(
+    connection: Connection, number: str, recipients: list[str], keys: list[str]
+) -> LineFacts | None:
+    """The line with this number, which of these recipients opted out of it, and which of these
+    idempotency keys it has seen (two queries at most); None for an unknown line."""
+    rows = connection.execute(_LINE_AND_OPT_OUTS, {"phone": number, "recipients": recipients}).all()
+    if not rows:
+        return None
+    line_id = int(rows[0][0])
+    existing = connection.execute(_EXISTING_KEYS, {"line_id": line_id, "keys": keys}).all() if keys else []
+    return LineFacts(line_id, {n for _, n in rows if n}, {k: int(i) for k, i in existing})
+
+
+def existing_message(connection: Connection, line_number: str | None, key: str | None) -> int | None:
+    """The message a line already has under this idempotency key."""
+    line_id = connection.execute(select(Line.id).where(Line.phone == line_number)).scalar()
+    if not line_id or not key:
+        return None
+    found = connection.execute(_EXISTING_KEYS, {"line_id": line_id, "keys": [key]}).first()
+    return int(found[1]) if found else None
+
+
+def insert_messages(connection: Connection, items: list[NewMessage], now: datetime) -> list[int]:
+    """The messages, their parts, their files and their first history rows: one statement per table
+    (many rows each), so a blast costs about what one message does."""
+    if not items:
+        return []
+    rows = [_message_row(m, now) for m in items]
+    message_ids = [int(i or 0) for i in connection.execute(_INSERT_MESSAGES, rows).scalars()]
+    parts, files = [], []
+    for message_id, m in zip(message_ids, items, strict=True):
+        due = m.send_at if m.send_at and m.send_at > now else now
+        for planned in m.plan.parts:
+            parts.append(_part_row(message_id, m.line_id, planned, due))
+            files.append(planned.attachments)
+    if any(files):
+        part_ids = [int(i or 0) for i in connection.execute(_INSERT_PARTS, parts).scalars()]
+        files_rows = [
+            _file_row(part_id, n, file)
+            for part_id, attached in zip(part_ids, files, strict=True)
+            for n, file in enumerate(attached)
+        ]
+        connection.execute(insert(Attachment), files_rows)
+    else:
+        connection.execute(insert(Part), parts)
+    events = [_event_row(message_id, m, now) for message_id, m in zip(message_ids, items, strict=True)]
+    connection.execute(insert(StatusEvent), events)
+    return message_ids
+
+
+def _message_row(c: NewMessage, now: datetime) -> dict[str, Any]:
+    return {
+        "line_id": c.line_id,
+        "recipient": c.plan.to,
+        "state": State.QUEUED.value,
+        "idempotency_key": c.idempotency_key,
+        "send_at": c.send_at,
+        "expires_at": c.expires_at,
+        "meta": dict(c.metadata) if c.metadata else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _part_row(message_id: int, line_id: int, planned: PlannedPart, due: datetime) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "line_id": line_id,
+        "position": planned.index,
+        "kind": planned.kind.value,
+        "body": planned.body,
+        "body_bytes": planned.body_bytes,
+        "payload_bytes": planned.payload_bytes,
+        "state": State.QUEUED.value,
+        "attempts": 0,
+        "releases": 0,
+        "poll_count": 0,
+        "due_at": due,
+    }
+
+
+def _file_row(part_id: int, position: int, file: PlannedFile) -> dict[str, Any]:
+    return {
+        "part_id": part_id,
+        "position": position,
+        "filename": file.filename,
+        "content_type": file.content_type,
+        "size": file.size,
+        "from_body": file.from_body,
+        "data": file.data,
+    }
+
+
+def _event_row(message_id: int, c: NewMessage, now: datetime) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "at": now,
+        "source": Source.ENQUEUE.value,
+        "state": State.QUEUED.value,
+        "description": "planned: " + ", ".join(p.kind.value for p in c.plan.parts),
+    }
