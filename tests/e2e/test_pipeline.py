@@ -5,16 +5,20 @@ that recipient say exactly what reached the provider."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
+from sqlmodel import Session, col
 
-from tasks import InvalidMessage, send_message
+from tasks import InvalidMessage, send_message, send_messages
 from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD, Deployment, fresh_recipient, image
 from tests.support.stack import wait_for
 from worker.lines import list_lines, login_line
 from worker.planning import FileInput
+from worker.store.models import Line
 
 pytestmark = pytest.mark.e2e
 
@@ -32,6 +36,37 @@ def test_an_sms_is_delivered(deployment: Deployment) -> None:
     assert part["kind"] == "sms" and part["provider_id"] and part["status_code"] in (0, 4, 6)
     assert states(report)[:4] == ["queued", "sending", "sent", "sent"] or "sent" in states(report)
     assert [s["count"] for s in deployment.sends_to(to)] == [1]
+
+
+def test_a_blast_from_send_messages_goes_out_in_batches_and_each_text_once(deployment: Deployment) -> None:
+    _line_rate(deployment, 0.0)  # unlimited, so that the release job may put many texts in one task
+    try:
+        recipients = [fresh_recipient() for _ in range(60)]
+        ids = send_messages(
+            {"line": DEMO_LINE, "to": to, "body": f"Your order {n} shipped"}
+            for n, to in enumerate(recipients)
+        )
+        for message_id in ids:
+            assert deployment.wait_final(message_id)["state"] == "delivered"
+    finally:
+        _line_rate(deployment, None)
+    assert all([s["count"] for s in deployment.sends_to(to)] == [1] for to in recipients)
+    batches = re.findall(
+        r"outbox\.send\[[^]]+\] succeeded in [^:]+: '(\d+) messages: (\d+) sent", _worker_log(deployment)
+    )
+    assert batches and max(int(sent) for _, sent in batches) > 3, batches  # several texts shared a task
+
+
+def _line_rate(deployment: Deployment, rate: float | None) -> None:
+    with Session(deployment.runtime.engine) as session:
+        session.execute(update(Line).where(col(Line.phone) == "+1" + DEMO_LINE).values(rate_per_s=rate))
+        session.commit()
+
+
+def _worker_log(deployment: Deployment) -> str:
+    return "".join(
+        deployment.stack.log(name) for name in deployment.stack.processes if name.startswith("worker")
+    )
 
 
 def test_a_2000_byte_text_is_delivered_as_one_mms_with_a_txt(deployment: Deployment) -> None:

@@ -355,3 +355,16 @@ def test_big_ids_never_pass_through_a_float(mocked: responses.RequestsMock, clie
     mocked.post(BASE + "message/get", body=body)
     assert client.get_message(KEY, BIG_ID).id == BIG_ID
     assert float(BIG_ID) != int(BIG_ID)  # the trap this guards against
+
+
+def test_proxy_and_ca_settings_are_read_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests would read the environment on every call; the client reads it when it is built."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/company.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    http = ZipwhipClient(ClientConfig(base_url="https://api.zipwhip.com/"))._http
+    assert http.proxies.get("https") == "http://proxy.internal:3128"
+    assert http.verify == "/etc/ssl/company.pem" and not http.trust_env
+    monkeypatch.setenv("NO_PROXY", "api.zipwhip.com")
+    assert "https" not in ZipwhipClient(ClientConfig(base_url="https://api.zipwhip.com/"))._http.proxies
