@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from worker.broker import queue_length
 from worker.constants import CONTROL_QUEUE, REDIS_PREFIX, SEND_QUEUE, STATUS_QUEUE
 from worker.runtime import Runtime
 from worker.store.models import Line, Message, StatusEvent, utcnow
@@ -26,7 +27,6 @@ from worker.store.states import WAITING_STATES, Source
 
 LATENCY_KEY = REDIS_PREFIX + "metrics:provider_latency"
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport keeps priorities in sibling lists
 
 
 def observe_provider_latencies(redis: Redis, durations_s: list[float]) -> None:
@@ -101,11 +101,7 @@ class OutboxCollector(Collector):
             "outbox_queue_depth", "Tasks waiting in each broker queue.", labels=["queue"]
         )
         for queue in (SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE):
-            keys = [queue] + [f"{queue}{_PRIORITY_SEPARATOR}{p}" for p in (3, 6, 9)]
-            pipe = self._broker.pipeline(transaction=False)
-            for key in keys:
-                pipe.llen(key)
-            family.add_metric([queue], sum(pipe.execute()))
+            family.add_metric([queue], queue_length(self._broker, queue))
         return family
 
     def _latency(self) -> HistogramMetricFamily:

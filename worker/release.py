@@ -14,10 +14,11 @@ under thousands of its own.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import func, update
@@ -25,7 +26,15 @@ from sqlalchemy import select as sa_select  # sqlmodel's select takes at most fo
 from sqlmodel import Session, col, select
 
 from config.celery import RELEASE_EVERY_S
-from worker.constants import POLL_LEASE_KEY, RELEASE_QUEUED_KEY, TASK_POLL_LINE, TASK_RECONCILE, TASK_SEND
+from worker.broker import holds_tasks_for
+from worker.constants import (
+    POLL_LEASE_KEY,
+    RELEASE_QUEUED_KEY,
+    SEND_QUEUE,
+    TASK_POLL_LINE,
+    TASK_RECONCILE,
+    TASK_SEND,
+)
 from worker.dispatch import UNACCEPTED, Outbox, lease, line_rate, send_cost, waiting_for_predecessor
 from worker.runtime import Runtime
 from worker.store.db import transaction
@@ -33,8 +42,11 @@ from worker.store.models import Line, Part, utcnow
 from worker.store.record import lock_messages, move_part
 from worker.store.states import WAITING_STATES, LineState, Source, State
 
+log = logging.getLogger(__name__)
+
 RELEASE_LIMIT = 2000  # reconciliations per run; the rest wait for the next run
 OVERFETCH = 4  # due parts looked at per part a line may release (some wait for an earlier one)
+LOST_AFTER_S = 5.0  # a send task published this long ago is in the broker, or in a worker's hands
 _WAITING = [s.value for s in WAITING_STATES]
 
 
@@ -74,6 +86,7 @@ def release_due(runtime: Runtime, now: datetime | None = None) -> dict[str, int]
     now = now or utcnow()
     outbox = Outbox()
     with transaction(runtime.engine) as session:
+        _recover_lost_sends(session, runtime, now)
         sends = _release_sends(session, runtime, now, outbox)
         polls = _release_polls(session, runtime, now, outbox)
         reconciles = _release_reconciles(session, runtime, now, outbox)
@@ -101,6 +114,24 @@ def _release_sends(session: Session, runtime: Runtime, now: datetime, outbox: Ou
         outbox.add(TASK_SEND, message_ids, countdown)
     runtime.redis.set(RELEASE_QUEUED_KEY, queued + len(slots), ex=60)
     return len(slots)
+
+
+def _recover_lost_sends(session: Session, runtime: Runtime, now: datetime) -> int:
+    """Parts released a while ago whose send tasks the broker no longer has anywhere (Redis restarted
+    empty) are due again now, not when their lease runs out, so that sending resumes at once and
+    their count stops filling the queue's room. A wrong guess only publishes a task twice, which the
+    claim makes harmless."""
+    lost = (
+        col(Part.dispatched_at) < now - timedelta(seconds=LOST_AFTER_S),
+        col(Part.state).in_(_WAITING),
+    )
+    if session.exec(select(Part.id).where(*lost).limit(1)).first() is None:
+        return 0
+    if holds_tasks_for(runtime.broker, SEND_QUEUE):
+        return 0
+    recovered = session.exec(update(Part).where(*lost).values(dispatched_at=None, due_at=now)).rowcount or 0
+    log.warning("the broker holds no send task: %s released parts are due again", recovered)
+    return recovered
 
 
 def _room(session: Session, runtime: Runtime) -> tuple[int, int]:

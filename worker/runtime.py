@@ -40,6 +40,11 @@ class Runtime:
         return Redis.from_url(self.settings.effective_redis_url, socket_timeout=5, health_check_interval=30)
 
     @cached_property
+    def broker(self) -> Redis:
+        """The broker's Redis, to see what it holds (the release job's check for lost sends)."""
+        return Redis.from_url(self.settings.broker_url, socket_timeout=5, health_check_interval=30)
+
+    @cached_property
     def limiter(self) -> LineRateLimiter:
         """The per-line send rate shared by all hosts."""
         return LineRateLimiter(self.redis)
@@ -81,7 +86,7 @@ class Runtime:
         pool = self.__dict__.pop("provider_pool", None)
         if pool is not None:
             pool.shutdown(wait=False)
-        for name in ("engine", "redis", "client"):
+        for name in ("engine", "redis", "broker", "client"):
             resource = self.__dict__.pop(name, None)
             if resource is None:
                 continue

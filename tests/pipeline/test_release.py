@@ -178,3 +178,16 @@ def test_an_mms_costs_its_line_the_slots_the_setting_says(runtime: Runtime) -> N
     texts = [TextRequest(LINE, f"+1206555{n:04d}", "a picture", [image("png")]) for n in range(6)]
     enqueue_many(runtime, texts)
     assert release_due(runtime)["sends"] == 2  # slots at 0 and 0.5 s: each MMS holds two quarter-seconds
+
+
+def test_sends_the_broker_lost_are_released_again_at_once_not_after_their_lease(runtime: Runtime) -> None:
+    _set_rates(runtime, 0.0)
+    ids = enqueue_many(runtime, [TextRequest(LINE, f"+1425555{n:04d}", f"text {n}") for n in range(40)])
+    assert release_due(runtime)["sends"] == 40
+    later = utcnow() + timedelta(seconds=10)  # still well inside their lease (release_lease_s)
+    assert release_due(runtime, later)["sends"] == 0  # the broker holds them: nothing to do
+    runtime.broker.flushdb()  # Redis restarted empty: every task gone
+    assert release_due(runtime, later)["sends"] == 40
+    assert sorted(m for batch in _published(runtime) for m in batch) == ids
+    with Session(runtime.engine) as session:
+        assert set(session.exec(select(Part.releases)).all()) == {2}

@@ -1,0 +1,33 @@
+"""What the broker holds, read from Redis the way kombu's Redis transport keeps it: a list per
+queue (and sibling lists per priority), and the messages handed to workers but not yet
+acknowledged in one hash, until they are."""
+
+from __future__ import annotations
+
+import json
+
+from redis import Redis
+
+PRIORITY_SEPARATOR = "\x06\x16"  # kombu keeps priorities 3, 6 and 9 in sibling lists
+UNACKED_KEY = "unacked"  # kombu's default `unacked_key`
+
+
+def queue_length(broker: Redis, queue: str) -> int:
+    """Tasks waiting in a queue, every priority."""
+    pipe = broker.pipeline(transaction=False)
+    for key in [queue] + [f"{queue}{PRIORITY_SEPARATOR}{p}" for p in (3, 6, 9)]:
+        pipe.llen(key)
+    return sum(pipe.execute())
+
+
+def holds_tasks_for(broker: Redis, queue: str) -> bool:
+    """True when a task for the queue is waiting in it or is in a worker's hands."""
+    if queue_length(broker, queue):
+        return True
+    for raw in broker.hvals(UNACKED_KEY):  # [message, exchange, routing key] each
+        try:
+            if json.loads(raw)[2] == queue:
+                return True
+        except (ValueError, IndexError, TypeError):
+            return True  # not what we expect: do not conclude the broker lost anything
+    return False
