@@ -33,7 +33,7 @@ def send_message(
     in time. Raises `InvalidMessage` (naming every problem, recording nothing) for bad input.
     """
     return enqueue(
-        get_runtime(),
+        get_runtime().ready(),
         line,
         to,
         body,
@@ -53,4 +53,4 @@ def send_messages(texts: Iterable[Mapping[str, Any] | TextRequest]) -> list[int]
     transaction: a blast of thousands costs about what a few single calls do. A problem with any of
     them raises `InvalidMessage` naming each (`messages[3].to: ...`) and records none.
     """
-    return enqueue_many(get_runtime(), texts)
+    return enqueue_many(get_runtime().ready(), texts)

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from config.settings import Settings, get_settings
 from worker.planning import Limits
 from worker.ratelimit import LineRateLimiter
-from worker.store.db import make_engine
+from worker.store.db import make_engine, migrate
 from worker.zipwhip.client import ClientConfig, ZipwhipClient
 
 
@@ -28,6 +28,16 @@ class Runtime:
 
     settings: Settings
     pid: int = field(default_factory=os.getpid)
+    schema_ready: bool = field(default=False, repr=False)
+
+    def ready(self) -> Runtime:
+        """This runtime, with the database schema brought up to date first (once per process)."""
+        if not self.schema_ready:
+            with _lock:
+                if not self.schema_ready:
+                    migrate(self.engine)
+                    self.schema_ready = True
+        return self
 
     @cached_property
     def engine(self) -> Engine:

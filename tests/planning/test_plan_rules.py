@@ -142,6 +142,12 @@ def test_nothing_to_send_is_an_error(body: str | None) -> None:
         plan_message(LINE, TO, body)
 
 
+def test_an_empty_body_is_named_beside_a_bad_number() -> None:
+    with pytest.raises(PlanningError) as caught:
+        plan_message(LINE, "12", "")
+    assert {p.field for p in caught.value.problems} == {"to", "body"}
+
+
 @pytest.mark.parametrize(
     ("body", "says"),
     [(b"bytes", "must be text"), ("nul\x00", "control characters"), ("bad\ud800", "lone surrogate")],

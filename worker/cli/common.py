@@ -8,19 +8,25 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from worker.runtime import Runtime, get_runtime
-from worker.store.db import migrate
 
 console = Console()
 errors = Console(stderr=True)
 
 
 def ready_runtime() -> Runtime:
-    """The runtime, with the database schema brought up to date."""
+    """The runtime, with the database schema brought up to date; a database that cannot be reached
+    is a one-line error naming it (without its password), not a traceback."""
     runtime = get_runtime()
-    migrate(runtime.engine)
-    return runtime
+    try:
+        return runtime.ready()
+    except OperationalError as error:
+        url = make_url(runtime.settings.database_url).render_as_string(hide_password=True)
+        reason = str(error.orig or error).strip().splitlines()[0]
+        fail(f"cannot use the database {url} (OUTBOX_DATABASE_URL): {reason}")
 
 
 def print_json(data: Any) -> None:

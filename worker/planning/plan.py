@@ -82,7 +82,8 @@ def plan_message(
     to_number = _number(to, "to", limits, problems)
     text = _check_body(body, problems)
     files = _check_files(attachments, limits, problems)
-    if not problems and not text.strip() and not files:
+    content_problems = any(p.field == "body" or p.field.startswith("attachments") for p in problems)
+    if not content_problems and not text.strip() and not files:
         problems.append(Problem("body", "nothing to send: the text is empty and there are no files"))
     if problems:
         raise PlanningError(problems)
