@@ -48,12 +48,24 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         return _send_and_watch(stack, settings, flower, options, console)
     finally:
         if options.keep:
-            console.print(
-                f"--keep: still running (logs in {options.workdir}/); stop with Ctrl-C or kill the PIDs:"
-            )
-            console.print("  " + " ".join(f"{n}={p.pid}" for n, p in stack.processes.items()))
+            _print_how_to_reach(stack, options, console)
         else:
             stack.stop()
+
+
+def _print_how_to_reach(stack: DevStack, options: DemoOptions, console: Console) -> None:
+    """What --keep leaves running, how to send to it, and how to stop it."""
+    reach = {
+        k: v
+        for k, v in stack.env.items()
+        if k in ("OUTBOX_DATABASE_URL", "OUTBOX_BROKER_URL", "ZIPWHIP_BASE_URL")
+    }
+    console.print(f"--keep: still running (logs in {options.workdir}/). To send to it, export:")
+    console.print("  " + " ".join(f"{k}={v}" for k, v in reach.items()), soft_wrap=True)
+    groups = " ".join(f"-{p.pid}" for p in stack.processes.values())
+    console.print(
+        f"Each process has a group of its own; stop them all with: kill -- {groups}", soft_wrap=True
+    )
 
 
 def _start(stack: DevStack, options: DemoOptions, console: Console) -> tuple[Settings, str]:
