@@ -76,4 +76,5 @@ def print_result(result: BenchResult, console: Console, as_json: bool) -> None:
 
 def _mark(value: float, target: float, higher_is_better: bool = True) -> str:
     met = value >= target if higher_is_better else value <= target
-    return f"{value:,.3g} {'[green]met[/green]' if met else '[red]missed[/red]'}"
+    shown = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return f"{shown} {'[green]met[/green]' if met else '[red]missed[/red]'}"
