@@ -29,19 +29,13 @@ def configure(settings: Settings) -> None:
 def _prepare_worker(**_: Any) -> None:
     """Logs set up and the schema brought up to date before any task runs."""
     setup_logging(get_settings().log_level)
-    _migrate()
+    get_runtime().ready()
 
 
 @beat_init.connect
 def _prepare_beat(**_: Any) -> None:
     """Beat keeps Celery's own log format; the schema must exist before the first release job."""
-    _migrate()
-
-
-def _migrate() -> None:
-    from worker.store.db import migrate
-
-    migrate(get_runtime().engine)
+    get_runtime().ready()
 
 
 @worker_process_init.connect

@@ -115,12 +115,12 @@ def try_dispatch(
     waits = runtime.limiter.reserve(line.id or 0, line_rate(runtime, line), 1, RELEASE_EVERY_S, cost)
     if not waits:
         return False
-    mark_dispatched(runtime, part, now)
+    _mark_dispatched(runtime, part, now)
     outbox.add(TASK_SEND, [message.id or 0], waits[0])
     return True
 
 
-def mark_dispatched(runtime: Runtime, part: Part, now: datetime) -> None:
+def _mark_dispatched(runtime: Runtime, part: Part, now: datetime) -> None:
     """A send task is on its way for the part: lease it."""
     part.dispatched_at = now
     part.due_at = lease(runtime, now)

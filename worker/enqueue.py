@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,17 +41,6 @@ class TextRequest:
     send_at: datetime | None = None
     expires_at: datetime | None = None
     metadata: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class _Checked:
-    """A request that passed every check that needs no database."""
-
-    plan: Plan
-    idempotency_key: str | None
-    send_at: datetime | None
-    expires_at: datetime | None
-    metadata: Mapping[str, Any] | None
 
 
 def enqueue(
@@ -113,7 +102,7 @@ def _enqueue(
     them all or raise naming every problem."""
     now = utcnow()
     found = list(problems)
-    checked: list[_Checked | None] = []
+    checked: list[NewMessage | None] = []
     line_numbers: list[str | None] = []
     for n, request in enumerate(requests):
         own: list[Problem] = []
@@ -139,13 +128,16 @@ def _named(problems: list[Problem], index: int | None) -> list[Problem]:
     return [Problem(f"messages[{index}].{p.field}", p.message) for p in problems]
 
 
-def _check(runtime: Runtime, request: TextRequest, now: datetime, problems: list[Problem]) -> _Checked | None:
+def _check(
+    runtime: Runtime, request: TextRequest, now: datetime, problems: list[Problem]
+) -> NewMessage | None:
     plan = _plan(runtime, request, problems)
     send_at, expires_at = _check_times(request.send_at, request.expires_at, now, problems)
     _check_extras(request.idempotency_key, request.metadata, problems)
     if plan is None or problems:
         return None
-    return _Checked(plan, request.idempotency_key, send_at, expires_at, request.metadata)
+    # The line's id comes from the database, with the other checks that need it.
+    return NewMessage(0, plan, request.idempotency_key, send_at, expires_at, request.metadata)
 
 
 def _plan(runtime: Runtime, request: TextRequest, problems: list[Problem]) -> Plan | None:
@@ -154,8 +146,7 @@ def _plan(runtime: Runtime, request: TextRequest, problems: list[Problem]) -> Pl
             request.line, request.to, request.body, request.attachments, limits=runtime.limits
         )
     except PlanningError as error:
-        for problem in error.problems:
-            problems.append(problem)
+        problems.extend(error.problems)
         return None
 
 
@@ -209,7 +200,7 @@ def _line_number(runtime: Runtime, line: str) -> str | None:
 def _record_all(
     connection: Connection,
     requests: Sequence[TextRequest | None],
-    checked: list[_Checked | None],
+    checked: list[NewMessage | None],
     line_numbers: list[str | None],
     now: datetime,
     problems: list[Problem],
@@ -239,12 +230,9 @@ def _record_all(
     if problems:
         raise PlanningError(problems)
     fresh, repeats = _new_requests(checked, line_ids, ids)
-    new = [
-        NewMessage(line_ids[i], c.plan, c.idempotency_key, c.send_at, c.expires_at, c.metadata)
-        for i in fresh
-        if (c := checked[i])
-    ]
-    inserted = insert_messages(connection, new, now)
+    inserted = insert_messages(
+        connection, [replace(c, line_id=line_ids[i]) for i in fresh if (c := checked[i])], now
+    )
     for i, message_id in zip(fresh, inserted, strict=True):
         ids[i] = message_id
     for i, first in repeats.items():
@@ -253,7 +241,7 @@ def _record_all(
 
 
 def _new_requests(
-    checked: list[_Checked | None], line_ids: list[int], ids: list[int | None]
+    checked: list[NewMessage | None], line_ids: list[int], ids: list[int | None]
 ) -> tuple[list[int], dict[int, int]]:
     """The requests to insert, and those repeating an idempotency key of an earlier one in the same
     call (by index: the first one's message is theirs)."""

@@ -41,7 +41,7 @@ class Runtime:
 
     @cached_property
     def engine(self) -> Engine:
-        """The database engine, with a pool sized for the provider pool's concurrency."""
+        """The database engine, with a connection for each task thread and a few to spare."""
         return make_engine(self.settings.database_url, pool_size=max(8, self.settings.worker_concurrency + 4))
 
     @cached_property

@@ -84,24 +84,28 @@ def _due(session: Session, runtime: Runtime, line_id: int, now: datetime) -> Due
     if not rows:
         return f"line {line_id}: nothing due"
     oldest, newest = rows[0][3] or now, rows[-1][3] or now
-    # Our clock orders texts sent at the same moment differently from the provider's (many calls are
-    # in flight at once and a batch is recorded together): only texts recorded well after the newest
-    # due one are surely listed above it.
-    skip = _sent_after(session, line_id, newest + timedelta(seconds=ORDER_SKEW_S), inclusive=False)
+    since_oldest, surely_newer = _sent_since(session, line_id, oldest, newest)
     return Due(
         session_key=line.session_key,
         parts=[(part_id or 0, message_id, provider_id or "") for part_id, message_id, provider_id, _ in rows],
         since=oldest - timedelta(seconds=runtime.settings.reconcile_window_s),
-        skip=skip,
-        span=_sent_after(session, line_id, oldest, inclusive=True) - skip,
+        skip=surely_newer,
+        span=since_oldest - surely_newer,
     )
 
 
-def _sent_after(session: Session, line_id: int, when: datetime, *, inclusive: bool) -> int:
-    """How many of our texts the line sent after `when` (an index range: the recent ones only)."""
-    after = col(Part.sent_at) >= when if inclusive else col(Part.sent_at) > when
-    query = select(func.count()).select_from(Part).where(Part.line_id == line_id, after)
-    return int(session.exec(query).one())
+def _sent_since(session: Session, line_id: int, oldest: datetime, newest: datetime) -> tuple[int, int]:
+    """How many of our texts the line sent since the oldest due one, and how many of those surely
+    after the newest (one index range: the recent ones only). Our clock orders texts sent at the
+    same moment differently from the provider's (many calls are in flight at once and a batch is
+    recorded together): only texts recorded well after the newest due one are surely listed above it."""
+    surely_after = newest + timedelta(seconds=ORDER_SKEW_S)
+    query = select(
+        func.count(),
+        func.count().filter(col(Part.sent_at) > surely_after),
+    ).where(Part.line_id == line_id, col(Part.sent_at) >= oldest)
+    since_oldest, newer = session.exec(query).one()
+    return int(since_oldest), int(newer)
 
 
 def _listed(runtime: Runtime, due: Due) -> tuple[dict[str, ProviderMessage], int]:
@@ -167,7 +171,9 @@ class _Aim:
 def _get_each(
     runtime: Runtime, session_key: str, parts: list[tuple[int, int, str]]
 ) -> list[ProviderMessage | ProviderError]:
-    """`message/get` for each part, concurrently on the provider pool."""
+    """`message/get` for each part: the first alone (if the session key was refused, every other
+    call would be refused too, and that one answer stands for all), the rest concurrently on the
+    provider pool."""
 
     def get(part: tuple[int, int, str]) -> ProviderMessage | ProviderError:
         try:
@@ -175,7 +181,12 @@ def _get_each(
         except ProviderError as error:
             return error
 
-    return list(runtime.provider_pool.map(get, parts))
+    if not parts:
+        return []
+    first = get(parts[0])
+    if isinstance(first, ProviderError) and first.classification is Classification.SESSION_INVALID:
+        return [first] * len(parts)
+    return [first, *runtime.provider_pool.map(get, parts[1:])]
 
 
 def _answers_for_listed(

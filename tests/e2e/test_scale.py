@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
-from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD
+from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD, image
 from tests.support.services import throwaway_postgres
 from tests.support.simulator import SimulatorHandle, run_simulator
 from tests.support.stack import Stack, running_stack, wait_for
@@ -28,6 +28,7 @@ from worker.store.states import FINAL_STATES
 pytestmark = pytest.mark.e2e
 OTHER_LINE = "5556667777"
 RATE = 5.0  # per second: a minute of sending is 300 texts
+MMS_COST = 2.0  # an MMS takes two of its line's slots
 
 
 @dataclass
@@ -55,6 +56,7 @@ def hosts(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "OUTBOX_DATABASE_URL": database_url,
             "ZIPWHIP_BASE_URL": simulator.base_url,
             "OUTBOX_LINE_RATE": str(RATE),
+            "OUTBOX_MMS_SEND_COST": str(MMS_COST),
         }
         with running_stack(env, workdir, workers=0) as stack:
             for name in ("hostA-1", "hostA-2", "hostB-1", "hostB-2"):
@@ -180,3 +182,16 @@ def _cancel(runtime: Runtime, ids: list[int]) -> None:
             .values(state="rejected")
         )
         session.commit()
+
+
+def test_an_mms_takes_the_slots_its_cost_says_across_the_hosts(hosts: Hosts) -> None:
+    count = 8
+    texts = [
+        TextRequest(OTHER_LINE, f"+1206556{n:04d}", f"mms cost {n}", [image("png")]) for n in range(count)
+    ]
+    ids = enqueue_many(hosts.runtime, texts)
+    wait_for(lambda: _sent(hosts.runtime, ids) == count, 30, 0.2, "the pictures to be sent")
+    sent = _provider_times(hosts, OTHER_LINE, "mms cost")
+    interval = MMS_COST / RATE  # 0.4 s where an SMS would take 0.2 s
+    print(f"\nmms cost: {count} pictures over {sent[-1] - sent[0]:.2f} s at {RATE}/s, cost {MMS_COST}")
+    assert len(sent) == count and sent[-1] - sent[0] >= (count - 1) * interval * 0.9

@@ -6,6 +6,7 @@ stands at the boundary; the real one is exercised by the e2e tests and `outbox b
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -13,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from worker.tracking import Due, _listed
+from worker.tracking import Due, _get_each, _listed
+from worker.zipwhip.errors import Classification, ErrorKind, ProviderError
 from worker.zipwhip.results import MessagePage, ProviderMessage
 
 START = datetime(2026, 11, 24, tzinfo=UTC)
@@ -85,3 +87,25 @@ def test_the_pages_follow_the_texts_in_flight_not_the_history(history: int) -> N
     due = range(history, history + 200)
     missing, pages = _poll(line, due, skip=100)
     assert missing == set() and pages == 2
+
+
+class RefusingProvider:
+    """A provider that no longer knows the session key: every call is refused."""
+
+    def __init__(self) -> None:
+        self.gets = 0
+
+    def get_message(self, session: str, message_id: str) -> ProviderMessage:
+        self.gets += 1
+        raise ProviderError(ErrorKind.SESSION_INVALID, Classification.SESSION_INVALID, "session unknown")
+
+
+def test_a_refused_session_key_costs_one_message_get_not_one_per_missing_text() -> None:
+    provider = RefusingProvider()
+    with ThreadPoolExecutor(8) as pool:
+        runtime: Any = SimpleNamespace(client=provider, provider_pool=pool)
+        answers = _get_each(runtime, "k", [(i, i, str(i)) for i in range(300)])
+    assert provider.gets == 1 and len(answers) == 300
+    assert all(
+        isinstance(a, ProviderError) and a.classification is Classification.SESSION_INVALID for a in answers
+    )

@@ -187,13 +187,12 @@ def _start_pipeline(stack: DevStack, options: BenchOptions) -> Runtime:
     from worker.app import configure
     from worker.lines import login_line
     from worker.runtime import get_runtime
-    from worker.store.db import migrate
     from worker.webhooks import register_webhooks
 
     settings = settings_from(stack.env)
     configure(settings)
     runtime = get_runtime()
-    migrate(runtime.engine)
+    runtime.ready()
     _start_workers(stack, options)
     stack.start("beat", stack.outbox("beat", "--loglevel", "WARNING"), stack.log_contains("beat", "beat"))
     login_line(runtime, LINE, None, PASSWORD)

@@ -146,11 +146,10 @@ def _only_retryable_random_faults(port: int) -> None:
 def _runtime(settings: Settings) -> Runtime:
     from worker.app import app, configure
     from worker.runtime import get_runtime
-    from worker.store.db import migrate
 
     configure(settings)
     runtime = get_runtime()
-    migrate(runtime.engine)
+    runtime.ready()
     app.control.purge()  # tasks left by an earlier demo would name messages of a database now gone
     for key in runtime.redis.scan_iter("outbox:*"):
         runtime.redis.delete(key)
