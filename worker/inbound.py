@@ -34,9 +34,7 @@ def record_provider_message(
     session: Session, line: Line, message: ProviderMessage, source: str, now: datetime
 ) -> tuple[ProviderMessageRow | None, bool]:
     """Keep the message if it is new; returns (row, created). Repeats change nothing."""
-    existing = session.exec(
-        select(ProviderMessageRow).where(ProviderMessageRow.provider_id == message.id)
-    ).first()
+    existing = _stored(session, line, message.id)
     if existing is not None:
         return existing, False
     other = other_party(line, message)
@@ -59,10 +57,16 @@ def record_provider_message(
         with session.begin_nested():
             session.add(row)
     except IntegrityError:  # the same message reported twice at once
-        return session.exec(
-            select(ProviderMessageRow).where(ProviderMessageRow.provider_id == message.id)
-        ).first(), False
+        return _stored(session, line, message.id), False
     return row, True
+
+
+def _stored(session: Session, line: Line, provider_id: str) -> ProviderMessageRow | None:
+    """The line's record of a provider message (ids are the provider's: look only on this line)."""
+    query = select(ProviderMessageRow).where(
+        ProviderMessageRow.line_id == line.id, ProviderMessageRow.provider_id == provider_id
+    )
+    return session.exec(query).first()
 
 
 def inbound_view(row: ProviderMessageRow, line: Line) -> dict[str, object]:

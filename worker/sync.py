@@ -83,7 +83,8 @@ def _keep(runtime: Runtime, line_id: int, message: ProviderMessage, report: Sync
         row, created = record_provider_message(session, line, message, "sync", now)
         report.new += created
         if created and row is not None and row.direction == "MO":
-            apply_keyword(session, line.id or 0, row.other, row.body, source="inbound")
+            at = row.created_at or now  # the newest word wins, in whatever order sync meets them
+            apply_keyword(session, line.id or 0, row.other, row.body, at, source="inbound")
 
 
 def _push_contacts(runtime: Runtime, line_id: int, key: str) -> int:

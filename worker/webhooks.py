@@ -150,15 +150,21 @@ def _sent(
 
 
 def _received(session: Session, line: Line, message: ProviderMessage, now: datetime, outbox: Outbox) -> str:
-    """A text to the line (or an opt-out change): recorded once; STOP/START words change consent."""
+    """A text to the line (or an opt-out change): recorded once; a STOP/START word changes consent
+    once, when the text is first recorded, and only if no later change is known (a provider's retry
+    of an old START must not undo a newer STOP)."""
     row, created = record_provider_message(session, line, message, "webhook", now)
     if row is None:
         return "no sender to record"
-    change = apply_keyword(session, line.id or 0, row.other, row.body, source="inbound")
-    if created and row.direction == "MO":
-        session.flush()
-        outbox.add(TASK_INBOUND, row.id or 0)
-    return "received" + (f" ({change})" if change else "") + ("" if created else " again: nothing new")
+    if not created:
+        return "received again: nothing new"
+    if row.direction != "MO":
+        return "sent from another app: recorded"
+    at = row.created_at or now
+    change = apply_keyword(session, line.id or 0, row.other, row.body, at, source="inbound")
+    session.flush()
+    outbox.add(TASK_INBOUND, row.id or 0)
+    return "received" + (f" ({change})" if change else "")
 
 
 def register_webhooks(runtime: Runtime, session_key: str, line: str, public_url: str) -> list[Webhook]:

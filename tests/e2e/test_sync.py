@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tasks import send_message
+from tasks import InvalidMessage, send_message
 from tests.e2e.conftest import DEMO_LINE, Deployment, fresh_recipient
 
 pytestmark = pytest.mark.e2e
@@ -45,3 +45,14 @@ def test_sync_pushes_contacts_when_asked(deployment: Deployment) -> None:
     key = deployment.runtime.client.login(DEMO_LINE, "demo")
     numbers = {c.mobile_number for c in deployment.runtime.client.list_contacts(key, 1, 500).contacts}
     assert to in numbers or to.lstrip("+1") in numbers
+
+
+def test_sync_leaves_the_newest_consent_word_in_force(deployment: Deployment) -> None:
+    number = fresh_recipient()
+    deployment.simulator.inbound(DEMO_LINE, number, "START")
+    deployment.simulator.inbound(DEMO_LINE, number, "STOP")  # the newest: read first by a sync
+    deployment.cli("sync", DEMO_LINE)
+    opted_out = {row["number"] for row in json.loads(deployment.cli("optouts", DEMO_LINE, "--json"))}
+    assert number in opted_out
+    with pytest.raises(InvalidMessage, match="opted out"):
+        send_message(DEMO_LINE, number, "Texting someone who said STOP")

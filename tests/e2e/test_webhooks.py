@@ -19,7 +19,7 @@ from tests.e2e.conftest import DEMO_LINE, Deployment, deploy, fresh_recipient
 from tests.support.simulator import SimulatorHandle, run_simulator
 from tests.support.stack import wait_for
 from worker.runtime import Runtime
-from worker.store.models import Part, StatusEvent
+from worker.store.models import Part, ProviderMessageRow, StatusEvent
 from worker.webhooks import hook_token, register_webhooks
 
 pytestmark = pytest.mark.e2e
@@ -119,6 +119,40 @@ def test_stop_stops_sends_and_start_restores_them(hooked: Deployment) -> None:
     hooked.simulator.inbound(DEMO_LINE, number, "start")
     wait_for(lambda: not _opted_out(hooked, number), 15, 0.3, "START to lift it")
     assert hooked.wait_final(send_message(DEMO_LINE, number, "Welcome back"))["state"] == "delivered"
+
+
+def test_a_replayed_or_late_start_never_undoes_a_later_stop(hooked: Deployment) -> None:
+    number = fresh_recipient()
+    start_id = hooked.simulator.inbound(DEMO_LINE, number, "START")["id"]
+    wait_for(lambda: _recorded(hooked, start_id), 15, 0.3, "the START to be recorded")
+    hooked.simulator.inbound(DEMO_LINE, number, "STOP")
+    wait_for(lambda: _opted_out(hooked, number), 15, 0.3, "STOP to reach the suppression list")
+    start = _provider_object(hooked, start_id)
+    late = {**start, "id": int(start_id) + 7_000_000}  # the same old START, first seen only now
+    for payload, (type_, event) in [
+        (start, ("message", "receive")),  # the provider retries an old delivery
+        (start, ("optout", "change")),
+        (late, ("message", "receive")),  # a delivery that was lost until now
+    ]:
+        assert requests.post(_hook(hooked, event, type_), json=payload, timeout=5).status_code == 200
+    assert _opted_out(hooked, number)
+    with pytest.raises(InvalidMessage, match="opted out"):
+        send_message(DEMO_LINE, number, "Texting someone who said STOP")
+
+
+def _recorded(deployment: Deployment, provider_id: str) -> bool:
+    with Session(deployment.runtime.engine) as session:
+        query = select(ProviderMessageRow.id).where(ProviderMessageRow.provider_id == provider_id)
+        return session.exec(query).first() is not None
+
+
+def _provider_object(deployment: Deployment, provider_id: str) -> dict[str, object]:
+    """The message as the provider shows it, in the webhook's shape (the id a JSON number)."""
+    key = deployment.simulator.login(DEMO_LINE, "demo")
+    answer = requests.post(
+        deployment.simulator.base_url + "message/get", data={"session": key, "id": provider_id}, timeout=5
+    ).json()
+    return {**answer["response"], "id": int(provider_id)}
 
 
 def _opted_out(deployment: Deployment, number: str) -> bool:

@@ -14,11 +14,11 @@ from config.settings import settings_from
 from tests.e2e.test_bad_input import CORPUS, PNG
 from worker.app import configure
 from worker.enqueue import MAX_TEXTS_PER_CALL, TextRequest, enqueue, enqueue_many
-from worker.optouts import add_opt_out
 from worker.planning import FileInput, PlanningError
 from worker.runtime import Runtime, get_runtime
+from worker.store.consent import suppress
 from worker.store.db import migrate, transaction
-from worker.store.models import Attachment, Line, Message, Part, StatusEvent
+from worker.store.models import Attachment, Line, Message, Part, StatusEvent, utcnow
 
 LINE, OTHER = "5556661234", "5556667777"
 
@@ -93,7 +93,7 @@ def test_every_bad_text_is_named_at_once(runtime: Runtime) -> None:
 def test_an_opted_out_recipient_and_an_unknown_line_are_named_by_index(runtime: Runtime) -> None:
     with transaction(runtime.engine) as session:
         line_id = session.exec(select(Line.id).where(Line.phone == "+1" + LINE)).one()
-        add_opt_out(session, line_id or 0, "+12065550001", source="test")
+        suppress(session, line_id or 0, "+12065550001", "test", utcnow(), certain=True)
     with pytest.raises(PlanningError) as caught:
         enqueue_many(runtime, [_text(0), _text(1), _text(2, line="+12065550199")])
     named = {p.field: p.message for p in caught.value.problems}

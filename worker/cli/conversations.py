@@ -7,11 +7,11 @@ from rich.table import Table
 from sqlmodel import Session, col, select
 
 from worker.cli.common import console, fail, print_json, ready_runtime
-from worker.optouts import add_opt_out, list_opt_outs, remove_opt_out
 from worker.planning import PlanningError, normalize_number
 from worker.runtime import Runtime
+from worker.store.consent import lift, suppress, suppressed
 from worker.store.db import transaction
-from worker.store.models import Line, ProviderMessageRow
+from worker.store.models import Line, ProviderMessageRow, utcnow
 from worker.sync import sync_line
 from worker.zipwhip.errors import ProviderError
 
@@ -46,18 +46,16 @@ def optouts(
         line = _line(session, runtime, phone)
         try:
             if add:
-                add_opt_out(
-                    session, line.id or 0, normalize_number(add, field="add", limits=runtime.limits), "manual"
-                )
+                number = normalize_number(add, field="add", limits=runtime.limits)
+                suppress(session, line.id or 0, number, "manual", utcnow(), certain=True)
             if remove:
-                remove_opt_out(
-                    session, line.id or 0, normalize_number(remove, field="remove", limits=runtime.limits)
-                )
+                number = normalize_number(remove, field="remove", limits=runtime.limits)
+                lift(session, line.id or 0, number, "manual", utcnow(), certain=True)
         except PlanningError as error:
             fail(str(error))
         rows = [
-            {"number": o.number, "source": o.source, "since": o.created_at.isoformat()}
-            for o in list_opt_outs(session, line.id or 0)
+            {"number": o.number, "source": o.source, "since": o.changed_at.isoformat()}
+            for o in suppressed(session, line.id or 0)
         ]
     if as_json:
         print_json(rows)

@@ -10,8 +10,8 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from worker.dispatch import waiting_for_predecessor
-from worker.optouts import opted_out_numbers
 from worker.send.values import Claimed, Outcome
+from worker.store.consent import suppressed_numbers
 from worker.store.models import Attachment, Line, Part
 from worker.store.record import Locked, lock_messages, move_part
 from worker.store.states import LineState, Source, State
@@ -93,7 +93,7 @@ def _opted_out(session: Session, lockeds: list[Locked]) -> set[tuple[int, str]]:
     return {
         (line_id, n)
         for line_id, numbers in by_line.items()
-        for n in opted_out_numbers(session, line_id, numbers)
+        for n in suppressed_numbers(session, line_id, numbers)
     }
 
 

@@ -9,11 +9,11 @@ from sqlmodel import Session
 
 from worker.dispatch import Outbox, try_dispatch
 from worker.lines import mark_needs_login
-from worker.optouts import add_opt_out
 from worker.retry import RetryPolicy
 from worker.runtime import Runtime
 from worker.send.claim import lines_of
 from worker.send.values import Accepted, Claimed, Outcome
+from worker.store.consent import suppress
 from worker.store.models import Line, Part
 from worker.store.record import Locked, lock_messages, mark_sent, move_part
 from worker.store.states import Source, State
@@ -110,7 +110,7 @@ def _failed(
     if error.classification is Classification.RETRYABLE:
         return _retry_or_fail(session, runtime, locked, part, error, now)
     if error.kind is ErrorKind.OPTED_OUT:
-        add_opt_out(session, line.id or 0, locked.message.recipient, source="send:-1234")
+        suppress(session, line.id or 0, locked.message.recipient, "send:-1234", now, certain=True)
         move_part(
             session,
             locked,

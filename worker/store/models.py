@@ -131,7 +131,9 @@ class StatusEvent(SQLModel, table=True):
 
 
 class OptOut(SQLModel, table=True):
-    """A recipient who must not be texted from this line (STOP), until they text START."""
+    """A recipient's consent on a line: suppressed (they texted STOP) while `lifted_at` is null.
+
+    The row stays when START lifts it, so that its `changed_at` keeps ordering later changes."""
 
     __tablename__ = "opt_out"
     __table_args__ = (UniqueConstraint("line_id", "number", name="uq_opt_out_line_number"),)
@@ -139,8 +141,14 @@ class OptOut(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     line_id: int = Field(foreign_key="line.id")
     number: str = Field(description="E.164")
-    source: str
+    source: str = Field(description="who made the latest change: inbound, send:-1234, status:1110, manual")
     created_at: datetime = Field(default_factory=utcnow)
+    changed_at: datetime = Field(
+        default_factory=utcnow, description="when the latest change happened (the provider's time for a text)"
+    )
+    lifted_at: datetime | None = Field(
+        default=None, description="set while the recipient may be texted again"
+    )
 
 
 class ProviderMessageRow(SQLModel, table=True):
@@ -149,7 +157,7 @@ class ProviderMessageRow(SQLModel, table=True):
 
     __tablename__ = "provider_message"
     __table_args__ = (
-        UniqueConstraint("provider_id", name="uq_provider_message_provider_id"),
+        UniqueConstraint("line_id", "provider_id", name="uq_provider_message_line_provider_id"),
         Index("ix_provider_message_line_other", "line_id", "other"),
     )
 

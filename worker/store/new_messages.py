@@ -44,7 +44,8 @@ _LINE_AND_OPT_OUTS = (
     .outerjoin(
         OptOut,
         (col(OptOut.line_id) == col(Line.id))
-        & col(OptOut.number).in_(bindparam("recipients", expanding=True)),
+        & col(OptOut.number).in_(bindparam("recipients", expanding=True))
+        & col(OptOut.lifted_at).is_(None),
     )
     .where(Line.phone == bindparam("phone"))
 )

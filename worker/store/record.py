@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from worker.optouts import add_opt_out
+from worker.store.consent import suppress
 from worker.store.models import Message, Part, StatusEvent
 from worker.store.states import FINAL_STATES, NOT_YET_ACCEPTED, Source, State, can_move, derive_message_state
 from worker.zipwhip.codes import delivery_status, message_status
@@ -230,7 +230,7 @@ def record_delivery(
     part.status_code = status_code
     part.message_status = message_status_code
     if message_status_code == OPTED_OUT_STATUS:  # however we learn it: poll, webhook or sync
-        add_opt_out(session, locked.message.line_id, locked.message.recipient, source="status:1110")
+        suppress(session, locked.message.line_id, locked.message.recipient, "status:1110", now, certain=True)
     info = delivery_status(status_code)
     reason = message_status(message_status_code).description if message_status_code is not None else None
     description = f"{info.description}" + (f": {reason}" if reason else "")
