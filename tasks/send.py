@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from celery import Task
 
-from tasks.retrying import INFRASTRUCTURE_ERRORS
 from worker.app import app
 from worker.constants import TASK_SEND
+from worker.retry import INFRASTRUCTURE_ERRORS
 from worker.runtime import get_runtime
 from worker.send import send_step
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tasks.retrying import INFRASTRUCTURE_ERRORS
 from worker.app import app
 from worker.constants import (
     POLL_LEASE_KEY,
@@ -14,6 +13,7 @@ from worker.constants import (
 from worker.hooks import notify_final, notify_inbound
 from worker.logs import message_context
 from worker.reconcile import reconcile_step
+from worker.retry import INFRASTRUCTURE_ERRORS
 from worker.runtime import get_runtime
 from worker.store.db import transaction
 from worker.store.models import Message

@@ -1,9 +1,29 @@
-"""Retry policy as a value, and the backoff maths in one pure function."""
+"""Retrying, in one vocabulary: the provider's retryable answers wait in the database under a
+`RetryPolicy` (backoff as one pure function); our own infrastructure failing (`INFRASTRUCTURE_ERRORS`)
+makes Celery run the same task again shortly (same task id, so a send task that had claimed its part
+recognises itself and reconciles instead of sending twice). Nothing else is retried: an error that
+says something about the data (a bug, a bad row) would fail the same way again.
+"""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+# Connections refused or dropped, deadlocks and serialisation failures (OperationalError), a pool
+# with no connection free: the same work succeeds once the database or Redis is back.
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD, Deployment, fresh_recip
 from tests.support.stack import wait_for
 from worker.lines import list_lines, login_line
 from worker.planning import FileInput
-from worker.store.models import Line
+from worker.store.models import Line, Message, Part
 
 pytestmark = pytest.mark.e2e
 
@@ -174,6 +174,30 @@ def test_the_same_idempotency_key_sends_once(deployment: Deployment) -> None:
     assert first == second
     assert deployment.wait_final(first)["state"] == "delivered"
     assert [s["count"] for s in deployment.sends_to(to)] == [1]
+
+
+def test_one_poison_text_in_a_batch_is_quarantined_and_the_rest_go(deployment: Deployment) -> None:
+    recipients = [fresh_recipient() for _ in range(8)]
+    later = datetime.now(UTC) + timedelta(hours=1)
+    ids = send_messages(
+        {"line": DEMO_LINE, "to": to, "body": f"Batch mate {n}", "send_at": later}
+        for n, to in enumerate(recipients)
+    )
+    poison = ids[3]
+    with Session(deployment.runtime.engine) as session:  # a row our code cannot read (a bug, bad data)
+        session.execute(update(Message).where(col(Message.id) == poison).values(state="bogus"))
+        now = datetime.now(UTC)  # then all eight come due together: one batch, one task
+        session.execute(update(Message).where(col(Message.id).in_(ids)).values(send_at=now))
+        session.execute(update(Part).where(col(Part.message_id).in_(ids)).values(due_at=now))
+        session.commit()
+    reports = {i: deployment.wait_final(i, timeout_s=60) for i in ids}
+    assert {i: r["state"] for i, r in reports.items() if i != poison} == dict.fromkeys(
+        set(ids) - {poison}, "delivered"
+    )
+    assert reports[poison]["state"] == "failed"
+    assert "could not be claimed" in reports[poison]["error"]["description"]
+    assert deployment.sends_to(recipients[3]) == []
+    assert "one by one" in deployment.stack.log("worker1")  # they did share a task
 
 
 def test_a_scheduled_message_waits_for_its_time(deployment: Deployment) -> None:

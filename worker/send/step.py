@@ -9,13 +9,17 @@ from collections.abc import Sequence
 from worker.dispatch import Outbox
 from worker.hooks import notify_final
 from worker.logs import message_context
+from worker.retry import INFRASTRUCTURE_ERRORS
 from worker.runtime import Runtime
 from worker.send.call import call_all
 from worker.send.claim import claim_all
 from worker.send.record import record_all
-from worker.send.values import Outcome
+from worker.send.values import Accepted, Claimed, Outcome
 from worker.store.db import transaction
 from worker.store.models import utcnow
+from worker.store.record import quarantine
+from worker.store.states import Source
+from worker.zipwhip.errors import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +29,10 @@ SUMMARY_DETAIL_MAX = 3  # a batch's summary lists each message up to this many; 
 def send_step(runtime: Runtime, message_ids: Sequence[int], token: str) -> str:
     """Run one send task for a batch of messages; returns a short summary for Flower (ids only)."""
     outbox = Outbox()
-    with transaction(runtime.engine) as session:
-        claims, outcomes = claim_all(session, message_ids, token, utcnow())
+    claims, outcomes = _claim(runtime, list(message_ids), token)
     if claims:
         answers = call_all(runtime, claims)
-        with transaction(runtime.engine) as session:
-            outcomes += record_all(session, runtime, claims, answers, token, utcnow(), outbox)
+        outcomes += _record(runtime, claims, answers, token, outbox)
         outbox.publish()
     for outcome in outcomes:
         with message_context(outcome.message_id):
@@ -38,6 +40,71 @@ def send_step(runtime: Runtime, message_ids: Sequence[int], token: str) -> str:
         if outcome.final_state:
             notify_final(runtime.settings.outcome_hook, outcome.message_id, outcome.final_state)
     return summarize(outcomes)
+
+
+def _claim(runtime: Runtime, ids: list[int], token: str) -> tuple[list[Claimed], list[Outcome]]:
+    """Claim the batch in one transaction. If that raises (and not for a database or Redis outage,
+    which Celery retries), claim each text on its own: one poison text (a bug, a bad row) is then
+    quarantined alone instead of sinking the batch with it, again on every release."""
+    try:
+        with transaction(runtime.engine) as session:
+            return claim_all(session, ids, token, utcnow())
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except Exception as error:
+        if len(ids) == 1:
+            log.exception("message %s could not be claimed; quarantined", ids[0])
+            return [], [_quarantine(runtime, ids[0], error)]
+        log.warning("claiming a batch of %s raised %s; claiming its texts one by one", len(ids), error)
+    claims: list[Claimed] = []
+    outcomes: list[Outcome] = []
+    for message_id in ids:
+        claimed, outcome = _claim(runtime, [message_id], token)
+        claims += claimed
+        outcomes += outcome
+    return claims, outcomes
+
+
+def _quarantine(runtime: Runtime, message_id: int, error: Exception) -> Outcome:
+    reason = f"could not be claimed for sending ({type(error).__name__}; see the worker log)"
+    try:
+        with transaction(runtime.engine) as session:
+            state = quarantine(session, message_id, reason, Source.SEND, utcnow())
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except Exception:  # the rest of the batch still goes; releases bound this one (max_releases_per_part)
+        log.exception("message %s could not be quarantined either", message_id)
+        return Outcome(message_id, f"message {message_id}: could not be claimed", "skipped")
+    return Outcome(message_id, f"message {message_id}: quarantined: {reason}", "failed", state)
+
+
+def _record(
+    runtime: Runtime,
+    claims: list[Claimed],
+    answers: list[Accepted | ProviderError],
+    token: str,
+    outbox: Outbox,
+) -> list[Outcome]:
+    """Record every answer in one transaction; if that raises (not an outage), each on its own, so that
+    one answer that cannot be recorded does not lose the others. Its part stays claimed: the sweeper
+    finds the claim expired and reconciles it with the provider (it may have been sent)."""
+    tasks = Outbox()  # what a transaction that rolls back decided must not be published
+    try:
+        with transaction(runtime.engine) as session:
+            outcomes = record_all(session, runtime, claims, answers, token, utcnow(), tasks)
+        outbox.items += tasks.items
+        return outcomes
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except Exception as error:
+        if len(claims) == 1:
+            log.exception("the answer for %s could not be recorded; left for reconciliation", claims[0].label)
+            return [Outcome(claims[0].message_id, f"{claims[0].label}: answer not recorded", "unrecorded")]
+        log.warning("recording a batch of %s raised %s; recording one by one", len(claims), error)
+    outcomes = []
+    for claimed, answer in zip(claims, answers, strict=True):
+        outcomes += _record(runtime, [claimed], [answer], token, outbox)
+    return outcomes
 
 
 def summarize(outcomes: list[Outcome]) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
 from worker.store.consent import suppress
 from worker.store.models import Message, Part, StatusEvent
@@ -241,3 +241,40 @@ def record_delivery(
     new = State.DELIVERED if info.state == "success" else State.FAILED
     part.next_poll_at = None
     return move_part(session, locked, part, new, source, now, code=None, description=description)
+
+
+def quarantine(session: Session, message_id: int, reason: str, source: Source, now: datetime) -> str | None:
+    """End a message that cannot be handled (its rows make the code raise: a bug or bad data) as
+    failed, with the reason in its history, without loading it through the code that raised: plain
+    statements on its parts not yet accepted and on the message. Returns the message's new state, or
+    None if there was nothing left to end."""
+    waiting = col(Part.state).not_in([State.SENT.value, *(s.value for s in FINAL_STATES)])
+    ended = session.execute(
+        update(Part)
+        .where(col(Part.message_id) == message_id, waiting)
+        .values(
+            state=State.FAILED.value, final_at=now, due_at=None, dispatched_at=None, error_description=reason
+        )
+        .returning(col(Part.id)),
+        execution_options={"synchronize_session": False},
+    ).all()
+    if not ended:
+        return None
+    session.execute(
+        update(Message)
+        .where(col(Message.id) == message_id)
+        .values(state=State.FAILED.value, final_at=now, updated_at=now, error_description=reason),
+        execution_options={"synchronize_session": False},
+    )
+    for (part_id,) in ended:
+        session.add(
+            StatusEvent(
+                message_id=message_id,
+                part_id=part_id,
+                at=now,
+                source=source.value,
+                state=State.FAILED.value,
+                description=reason,
+            )
+        )
+    return State.FAILED.value
