@@ -200,6 +200,18 @@ def test_one_poison_text_in_a_batch_is_quarantined_and_the_rest_go(deployment: D
     assert "one by one" in deployment.stack.log("worker1")  # they did share a task
 
 
+def test_a_message_not_yet_sent_can_be_cancelled(deployment: Deployment) -> None:
+    to = fresh_recipient()
+    waiting = send_message(DEMO_LINE, to, "Never mind", send_at=datetime.now(UTC) + timedelta(hours=1))
+    gone = send_message(DEMO_LINE, fresh_recipient(), "Too late to call back")
+    deployment.wait_final(gone)
+    answer = json.loads(deployment.cli("cancel", str(waiting), str(gone), "--json"))
+    assert answer == {"cancelled": [waiting], "not_cancelled": [gone]}
+    report = deployment.report(waiting)
+    assert report["state"] == "rejected" and report["error"]["description"] == "cancelled"
+    assert f"{waiting} rejected" in deployment.hook_calls() and deployment.sends_to(to) == []
+
+
 def test_a_scheduled_message_waits_for_its_time(deployment: Deployment) -> None:
     to = fresh_recipient()
     send_at = datetime.now(UTC) + timedelta(seconds=3)

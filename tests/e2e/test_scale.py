@@ -21,8 +21,9 @@ from worker.app import configure
 from worker.enqueue import TextRequest, enqueue, enqueue_many
 from worker.lines import login_line
 from worker.runtime import Runtime, get_runtime
-from worker.store.db import make_engine, migrate
-from worker.store.models import Line, Message, Part
+from worker.store.db import make_engine, migrate, transaction
+from worker.store.models import Line, Message, Part, utcnow
+from worker.store.record import cancel
 from worker.store.states import FINAL_STATES
 
 pytestmark = pytest.mark.e2e
@@ -169,19 +170,8 @@ def _bulk_queue(runtime: Runtime, line_number: str, count: int) -> list[int]:
 
 def _cancel(runtime: Runtime, ids: list[int]) -> None:
     """Leave no backlog behind: what is still waiting ends rejected."""
-    with Session(runtime.engine) as session:
-        waiting = ["queued", "retrying"]
-        session.execute(
-            update(Part)
-            .where(col(Part.message_id).in_(ids), col(Part.state).in_(waiting))
-            .values(state="rejected")
-        )
-        session.execute(
-            update(Message)
-            .where(col(Message.id).in_(ids), col(Message.state).in_(waiting))
-            .values(state="rejected")
-        )
-        session.commit()
+    with transaction(runtime.engine) as session:
+        cancel(session, ids, utcnow())
 
 
 def test_an_mms_takes_the_slots_its_cost_says_across_the_hosts(hosts: Hosts) -> None:

@@ -1,4 +1,4 @@
-"""`outbox send` and `outbox status`."""
+"""`outbox send`, `outbox status` and `outbox cancel`."""
 
 from __future__ import annotations
 
@@ -11,15 +11,19 @@ from rich.table import Table
 
 from worker.cli.common import console, fail, print_json, ready_runtime
 from worker.enqueue import enqueue
+from worker.hooks import notify_final
 from worker.planning import PlanningError
 from worker.report import message_report
 from worker.store.db import transaction
+from worker.store.models import utcnow
+from worker.store.record import cancel
 
 
 def register(app: typer.Typer) -> None:
     """Add the message commands to the root command."""
     app.command("send")(send)
     app.command("status")(status)
+    app.command("cancel")(cancel_)
 
 
 def _when(value: str | None, name: str) -> datetime | None:
@@ -86,6 +90,26 @@ def status(
     for report in reports:
         assert report is not None
         _print_report(report, runtime.settings.send_max_attempts)
+
+
+def cancel_(
+    ids: list[int] = typer.Argument(..., help="Message ids."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"cancelled": [...], "not_cancelled": [...]}.'),
+) -> None:
+    """Stop messages that have not gone out yet: they end rejected ("cancelled"), and nothing more
+    of them is sent. A message already (partly) accepted by the provider cannot be called back."""
+    runtime = ready_runtime()
+    with transaction(runtime.engine) as session:
+        ended = cancel(session, ids, utcnow())
+    for message_id in ended:
+        notify_final(runtime.settings.outcome_hook, message_id, "rejected")
+    rest = [i for i in ids if i not in ended]
+    if as_json:
+        print_json({"cancelled": ended, "not_cancelled": rest})
+        return
+    console.print(f"cancelled: {', '.join(map(str, ended)) or 'none'}", highlight=False)
+    if rest:
+        console.print(f"not cancelled (unknown, already sent or final): {', '.join(map(str, rest))}")
 
 
 def _print_report(report: dict[str, Any], max_attempts: int) -> None:

@@ -278,3 +278,21 @@ def quarantine(session: Session, message_id: int, reason: str, source: Source, n
             )
         )
     return State.FAILED.value
+
+
+CANCEL_CHUNK = 500  # messages locked per statement
+
+
+def cancel(session: Session, message_ids: Iterable[int], now: datetime) -> list[int]:
+    """End as rejected every one of these messages that has not gone out yet (its next part waits
+    to be sent); returns those it ended. Locks are taken in id order, like every writer's."""
+    ended = []
+    ids = sorted(set(message_ids))
+    for start in range(0, len(ids), CANCEL_CHUNK):
+        for message_id, locked in lock_messages(session, ids[start : start + CANCEL_CHUNK]).items():
+            part = locked.next_unaccepted()
+            if part is None or State(part.state) not in (State.QUEUED, State.RETRYING):
+                continue
+            move_part(session, locked, part, State.REJECTED, Source.ENQUEUE, now, description="cancelled")
+            ended.append(message_id)
+    return ended
