@@ -3,6 +3,7 @@ session key stops working."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sqlalchemy import or_
@@ -13,10 +14,16 @@ from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Line, Part, utcnow
 from worker.store.states import WAITING_STATES, LineState, State
+from worker.zipwhip.errors import Classification, ProviderError
+
+log = logging.getLogger(__name__)
 
 
 def login_line(runtime: Runtime, phone: str, username: str | None, password: str) -> Line:
-    """Log the line in and let its waiting messages go; raises ProviderError if login fails."""
+    """Log the line in and let its waiting messages go; raises ProviderError if login fails.
+
+    The key it replaces is logged out: session keys never expire on their own, so a key left
+    behind would keep working for whoever holds a copy of it."""
     number = normalize_number(phone, field="line", limits=runtime.limits)
     username = username or number.removeprefix("+1")
     session_key = runtime.client.login(username, password)
@@ -25,6 +32,7 @@ def login_line(runtime: Runtime, phone: str, username: str | None, password: str
         line = session.exec(select(Line).where(Line.phone == number)).first() or Line(
             phone=number, username=username
         )
+        replaced = line.session_key if line.session_key != session_key else None
         line.username = username
         line.session_key = session_key
         line.state = LineState.ACTIVE.value
@@ -32,7 +40,17 @@ def login_line(runtime: Runtime, phone: str, username: str | None, password: str
         session.add(line)
         session.flush()
         resume_lines(session, now, line.id)
+    if replaced:
+        _log_out(runtime, replaced, number)
     return line
+
+
+def _log_out(runtime: Runtime, session_key: str, number: str) -> None:
+    try:
+        runtime.client.logout(session_key)
+    except ProviderError as error:  # already dead at the provider is fine; anything else, say so
+        if error.classification is not Classification.SESSION_INVALID:
+            log.warning("could not log out the replaced session key of %s: %s", number, error)
 
 
 def resume_lines(session: Session, now: datetime, line_id: int | None = None) -> int:
@@ -63,10 +81,12 @@ def resume_lines(session: Session, now: datetime, line_id: int | None = None) ->
     return (sends.rowcount or 0) + (polls.rowcount or 0)
 
 
-def mark_needs_login(session: Session, line_id: int, now: datetime) -> None:
-    """The provider refused the line's session key: pause the line until it logs in again."""
+def mark_needs_login(session: Session, line_id: int, refused_key: str, now: datetime) -> None:
+    """The provider refused the line's session key: pause the line until it logs in again, unless
+    the refused key is one the line has already replaced (`outbox line add` logs the old one out
+    while calls made with it may still be under way)."""
     line = session.get(Line, line_id)
-    if line is not None and line.state != LineState.NEEDS_LOGIN.value:
+    if line is not None and line.session_key == refused_key:
         line.state = LineState.NEEDS_LOGIN.value
         line.session_key = None
         line.updated_at = now

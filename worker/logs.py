@@ -55,7 +55,9 @@ class _KeyValueFormatter(logging.Formatter):
         fields.append(f'msg="{record.getMessage()}"')
         if record.exc_info:
             fields.append(f'exc="{self.formatException(record.exc_info)!r}"')
-        return " ".join(fields)
+        # A traceback carries exception texts the filter never saw (a driver's error, say): mask the
+        # whole line once more.
+        return SESSION_KEY_PATTERN.sub("[session]", " ".join(fields))
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
@@ -40,7 +40,7 @@ class Wanted:
     """What the lost send looked like."""
 
     part_id: int
-    session_key: str
+    session_key: str = field(repr=False)  # a credential: never in a repr, a log or a traceback
     recipient: str
     body: str
     since: datetime
@@ -149,7 +149,10 @@ def _settle(
         return f"message {message_id}: already settled", None
     label = f"message {message_id} part {part.position + 1}/{len(locked.parts)}"
     if isinstance(found, ProviderError):
-        return f"{label}: {_search_failed(session, runtime, locked, part, found, now)}", None
+        return (
+            f"{label}: {_search_failed(session, runtime, locked, part, found, wanted.session_key, now)}",
+            None,
+        )
     if found is not None:
         _found(session, runtime, locked, part, found, now, outbox)
         return f"{label}: found at the provider as {found.id}", locked.newly_final
@@ -204,10 +207,16 @@ def _absent(session: Session, runtime: Runtime, locked: Locked, part: Part, now:
 
 
 def _search_failed(
-    session: Session, runtime: Runtime, locked: Locked, part: Part, error: ProviderError, now: datetime
+    session: Session,
+    runtime: Runtime,
+    locked: Locked,
+    part: Part,
+    error: ProviderError,
+    session_key: str,
+    now: datetime,
 ) -> str:
     if error.classification is Classification.SESSION_INVALID:
-        mark_needs_login(session, locked.message.line_id, now)
+        mark_needs_login(session, locked.message.line_id, session_key, now)
         part.due_at = None
         return "line needs login; reconciliation waits"
     part.due_at = now + timedelta(seconds=runtime.settings.reconcile_delay_s)

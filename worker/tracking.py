@@ -4,7 +4,7 @@ or the horizon."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, func, select, update
@@ -30,7 +30,7 @@ RECORD_CHUNK = 100  # messages recorded per transaction
 class Due:
     """A line's parts due for a poll, and where they lie in its newest-first message list."""
 
-    session_key: str
+    session_key: str = field(repr=False)  # a credential: never in a repr, a log or a traceback
     parts: list[tuple[int, int, str]]  # (part id, message id, provider id), oldest first
     since: datetime  # paging may stop at messages older than this
     skip: int  # our texts surely listed above the newest due one (sent well after it)
@@ -53,7 +53,7 @@ def poll_line_step(runtime: Runtime, line_id: int) -> str:
         missing, _get_each(runtime, due.session_key, missing), strict=True
     ):
         answers.setdefault(message_id, {})[part_id] = answer
-    finals = _record_all(runtime, answers)
+    finals = _record_all(runtime, answers, due.session_key)
     for message_id, state in finals:
         notify_final(runtime.settings.outcome_hook, message_id, state)
     return (
@@ -208,7 +208,7 @@ def _answers_for_listed(
 
 
 def _record_all(
-    runtime: Runtime, answers: dict[int, dict[int, ProviderMessage | ProviderError]]
+    runtime: Runtime, answers: dict[int, dict[int, ProviderMessage | ProviderError]], session_key: str
 ) -> list[tuple[int, str]]:
     """Record the answers, a chunk of messages per transaction (locks taken in id order)."""
     finals = []
@@ -217,7 +217,7 @@ def _record_all(
         with transaction(runtime.engine) as session:
             now = utcnow()
             for message_id, locked in lock_messages(session, ordered[start : start + RECORD_CHUNK]).items():
-                _record(session, runtime, locked, answers[message_id], now)
+                _record(session, runtime, locked, answers[message_id], session_key, now)
                 if locked.newly_final:
                     finals.append((message_id, locked.message.state))
     return finals
@@ -228,6 +228,7 @@ def _record(
     runtime: Runtime,
     locked: Locked,
     answers: dict[int, ProviderMessage | ProviderError],
+    session_key: str,
     now: datetime,
 ) -> None:
     for part in locked.parts:
@@ -235,7 +236,7 @@ def _record(
         if part.state != State.SENT.value or answer is None:
             continue
         if isinstance(answer, ProviderError):
-            _poll_failed(session, locked, part, answer, now)
+            _poll_failed(session, locked, part, answer, session_key, now)
         elif answer.status_code is not None:
             _apply_status(session, locked, part, answer, now)
         if part.state == State.SENT.value and part.next_poll_at is not None:
@@ -249,9 +250,11 @@ def _apply_status(
     record_delivery(session, locked, part, answer.status_code, answer.message_status, Source.POLL, now)
 
 
-def _poll_failed(session: Session, locked: Locked, part: Part, error: ProviderError, now: datetime) -> None:
+def _poll_failed(
+    session: Session, locked: Locked, part: Part, error: ProviderError, session_key: str, now: datetime
+) -> None:
     if error.classification is Classification.SESSION_INVALID:
-        mark_needs_login(session, locked.message.line_id, now)
+        mark_needs_login(session, locked.message.line_id, session_key, now)
         part.next_poll_at = None
         return
     log.warning("poll of part %s failed: %s", part.position + 1, error)

@@ -19,6 +19,7 @@ from tests.support.stack import wait_for
 from worker.lines import list_lines, login_line
 from worker.planning import FileInput
 from worker.store.models import Line, Message, Part
+from worker.zipwhip.errors import Classification, ProviderError
 
 pytestmark = pytest.mark.e2e
 
@@ -210,6 +211,19 @@ def test_a_message_not_yet_sent_can_be_cancelled(deployment: Deployment) -> None
     report = deployment.report(waiting)
     assert report["state"] == "rejected" and report["error"]["description"] == "cancelled"
     assert f"{waiting} rejected" in deployment.hook_calls() and deployment.sends_to(to) == []
+
+
+def test_logging_a_line_in_again_logs_the_replaced_key_out(deployment: Deployment) -> None:
+    runtime = deployment.runtime
+    old = next(line.session_key for line in list_lines(runtime) if line.phone == "+1" + DEMO_LINE)
+    assert old and runtime.client.list_messages(old, limit=1)  # it works until replaced
+    login_line(runtime, DEMO_LINE, None, DEMO_PASSWORD)
+    with pytest.raises(ProviderError) as refused:
+        runtime.client.list_messages(old, limit=1)
+    assert refused.value.classification is Classification.SESSION_INVALID
+    assert (
+        deployment.wait_final(send_message(DEMO_LINE, fresh_recipient(), "New key"))["state"] == "delivered"
+    )
 
 
 def test_a_scheduled_message_waits_for_its_time(deployment: Deployment) -> None:

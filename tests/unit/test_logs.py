@@ -36,3 +36,12 @@ def test_a_session_key_that_reaches_a_log_call_is_masked() -> None:
     logger, stream = _logger()
     logger.warning("login answered %s", KEY)
     assert KEY not in stream.getvalue() and "[session]" in stream.getvalue()
+
+
+def test_a_session_key_in_a_traceback_is_masked_too() -> None:
+    logger, stream = _logger()
+    try:
+        raise RuntimeError(f"the driver said: bad value {KEY!r}")
+    except RuntimeError:
+        logger.exception("claim failed")
+    assert KEY not in stream.getvalue() and "[session]" in stream.getvalue()

@@ -60,7 +60,7 @@ def _record(
     if isinstance(answer, Accepted):
         kind, summary = "sent", _accepted(session, runtime, locked, part, line, answer, now, outbox)
     else:
-        kind, summary = _failed(session, runtime, locked, part, line, answer, now)
+        kind, summary = _failed(session, runtime, locked, part, line, answer, claimed.session_key, now)
     return Outcome(claimed.message_id, f"{claimed.label}: {summary}", kind, locked.newly_final)
 
 
@@ -89,6 +89,7 @@ def _failed(
     part: Part,
     line: Line,
     error: ProviderError,
+    session_key: str,
     now: datetime,
 ) -> tuple[str, str]:
     """Record a refused or failed send; returns (outcome kind, summary)."""
@@ -97,7 +98,7 @@ def _failed(
     part.error_description = error.description
     s = runtime.settings
     if error.classification is Classification.SESSION_INVALID:
-        mark_needs_login(session, line.id or 0, now)
+        mark_needs_login(session, line.id or 0, session_key, now)
         part.attempts -= 1  # not the message's fault: waiting must not use up its attempts
         part.due_at = None
         move_part(session, locked, part, State.QUEUED, Source.SEND, now, description="line needs login")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from worker.zipwhip.client import Upload
 
@@ -17,7 +17,7 @@ class Claimed:
     kind: str
     recipient: str
     body: str
-    session_key: str
+    session_key: str = field(repr=False)  # a credential: never in a repr, a log or a traceback
     files: tuple[Upload, ...]
 
 

@@ -17,7 +17,11 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
 def make_engine(url: str, *, pool_size: int = 16) -> Engine:
-    """An engine tuned for many short transactions from worker threads."""
+    """An engine tuned for many short transactions from worker threads.
+
+    Statement parameters never appear in its errors (`hide_parameters`): they hold session keys,
+    recipients, bodies and metadata, and a database error is logged, retried and shown in Flower.
+    """
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     # No server-side prepared statements: a plan cached while a table was small stays with the
@@ -25,12 +29,19 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     # takes milliseconds (statistics lag a big insert; a fresh plan sees the table's real size).
     connect_args = {"prepare_threshold": None}
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+        hide_parameters=True,
     )
 
 
 def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
