@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +26,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _admin_session() -> requests.Session:
+    session = requests.Session()
+    retry = Retry(total=5, connect=5, read=0, status=0, other=0, backoff_factor=0.5, allowed_methods=None)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+_ADMIN = _admin_session()
+
+
 @dataclass
 class SimulatorHandle:
     """A running simulator and its admin endpoints."""
@@ -32,7 +44,9 @@ class SimulatorHandle:
     process: subprocess.Popen[bytes]
 
     def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = requests.request(method, self.base_url + "_sim/" + path, timeout=10, **kwargs)
+        # Generous timeouts, and connect failures tried again (the request never left, so even a POST
+        # is safe to repeat): on a busy machine the simulator may be slow to accept, never wrong.
+        response = _ADMIN.request(method, self.base_url + "_sim/" + path, timeout=(30, 120), **kwargs)
         response.raise_for_status()
         return response.json()
 
