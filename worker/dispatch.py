@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_
@@ -20,8 +20,9 @@ from sqlmodel.sql.expression import SelectOfScalar
 from config.celery import RELEASE_EVERY_S
 from worker.constants import TASK_SEND
 from worker.runtime import Runtime
-from worker.store.models import Line, Message, Part
+from worker.store.models import Line, Message
 from worker.store.record import Locked
+from worker.store.schedule import lease_part
 from worker.store.states import NOT_YET_ACCEPTED, WAITING_STATES, LineState, State
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,6 @@ def send_cost(runtime: Runtime, kind: str) -> float:
     return runtime.settings.mms_send_cost if kind != "sms" else 1.0
 
 
-def lease(runtime: Runtime, now: datetime) -> datetime:
-    """When published work comes due again if its task never ran."""
-    return now + timedelta(seconds=runtime.settings.release_lease_s)
-
-
 def earlier_unaccepted(line_id: Any, recipient: Any, message_id: Any, now: datetime) -> SelectOfScalar[Any]:
     """Earlier messages to the same recipient on the same line, due and not yet accepted: while one
     exists, a later message waits (a recipient gets texts in enqueue order). The arguments are
@@ -115,13 +111,6 @@ def try_dispatch(
     waits = runtime.limiter.reserve(line.id or 0, line_rate(runtime, line), 1, RELEASE_EVERY_S, cost)
     if not waits:
         return False
-    _mark_dispatched(runtime, part, now)
+    lease_part(part, now, runtime.settings.release_lease_s)
     outbox.add(TASK_SEND, [message.id or 0], waits[0])
     return True
-
-
-def _mark_dispatched(runtime: Runtime, part: Part, now: datetime) -> None:
-    """A send task is on its way for the part: lease it."""
-    part.dispatched_at = now
-    part.due_at = lease(runtime, now)
-    part.releases += 1

@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import or_
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session, col, select
 
 from worker.planning import normalize_number
 from worker.runtime import Runtime
 from worker.store.db import transaction
-from worker.store.models import Line, Part, utcnow
-from worker.store.states import WAITING_STATES, LineState, State
+from worker.store.models import Line, utcnow
+from worker.store.schedule import resume_lines
+from worker.store.states import LineState
 from worker.zipwhip.errors import Classification, ProviderError
 
 log = logging.getLogger(__name__)
@@ -51,34 +51,6 @@ def _log_out(runtime: Runtime, session_key: str, number: str) -> None:
     except ProviderError as error:  # already dead at the provider is fine; anything else, say so
         if error.classification is not Classification.SESSION_INVALID:
             log.warning("could not log out the replaced session key of %s: %s", number, error)
-
-
-def resume_lines(session: Session, now: datetime, line_id: int | None = None) -> int:
-    """Make everything that waited for a line (or every active line) due now: sends,
-    reconciliations and polls. Returns how many parts it woke."""
-    lines = [line_id] if line_id is not None else select(Line.id).where(Line.state == LineState.ACTIVE.value)
-    waiting = [s.value for s in WAITING_STATES]
-    sends = session.exec(
-        update(Part)
-        .where(col(Part.line_id).in_(lines), col(Part.due_at).is_(None))
-        .where(
-            or_(
-                col(Part.state).in_(waiting),
-                (col(Part.state) == State.UNKNOWN.value) & col(Part.provider_id).is_(None),
-            )
-        )
-        .values(due_at=now, dispatched_at=None)
-    )
-    polls = session.exec(
-        update(Part)
-        .where(
-            col(Part.line_id).in_(lines),
-            col(Part.state) == State.SENT.value,
-            col(Part.next_poll_at).is_(None),
-        )
-        .values(next_poll_at=now)
-    )
-    return (sends.rowcount or 0) + (polls.rowcount or 0)
 
 
 def mark_needs_login(session: Session, line_id: int, refused_key: str, now: datetime) -> None:

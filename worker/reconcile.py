@@ -24,6 +24,7 @@ from worker.send.record import retry_policy
 from worker.store.db import transaction
 from worker.store.models import Line, Part, utcnow
 from worker.store.record import Locked, lock_message, mark_sent, move_part, record_delivery
+from worker.store.schedule import reconcile_again, send_again
 from worker.store.states import LineState, Source, State
 from worker.zipwhip.client import ZipwhipClient
 from worker.zipwhip.errors import Classification, ProviderError
@@ -78,7 +79,7 @@ def _wanted(session: Session, runtime: Runtime, message_id: int) -> Wanted | str
     line = session.get(Line, locked.message.line_id)
     assert line is not None
     if line.state != LineState.ACTIVE or not line.session_key:
-        part.due_at = None
+        reconcile_again(part, None)
         return f"message {message_id}: reconciliation waits for the line to log in"
     attempt_at = part.claimed_at or part.unknown_since or utcnow()
     since = attempt_at - timedelta(seconds=runtime.settings.reconcile_window_s)  # clock skew
@@ -168,7 +169,6 @@ def _found(
     now: datetime,
     outbox: Outbox,
 ) -> None:
-    first_poll_at = now + timedelta(seconds=runtime.settings.poll_delays_s[0])
     description = f"found at the provider as {found.id}"
     sent_at = part.claimed_at or now
     mark_sent(
@@ -177,7 +177,7 @@ def _found(
         part,
         (found.id, found.fingerprint),
         sent_at,
-        first_poll_at,
+        runtime.polls,
         Source.RECONCILE,
         now,
         description,
@@ -193,14 +193,13 @@ def _absent(session: Session, runtime: Runtime, locked: Locked, part: Part, now:
     s = runtime.settings
     attempt_at = part.claimed_at or part.unknown_since or now
     if now - attempt_at < timedelta(seconds=s.reconcile_settle_s):
-        part.due_at = now + timedelta(seconds=s.reconcile_delay_s)
+        reconcile_again(part, now + timedelta(seconds=s.reconcile_delay_s))
         return "not found yet; looking again"
     if retry_policy(runtime).exhausted(part.attempts):
         description = f"not accepted by the provider after {part.attempts} attempts"
         move_part(session, locked, part, State.FAILED, Source.RECONCILE, now, description=description)
         return "failed: attempts used up"
-    part.due_at = now
-    part.unknown_since = None
+    send_again(part, now)
     description = "proven absent at the provider; sending again"
     move_part(session, locked, part, State.QUEUED, Source.RECONCILE, now, description=description)
     return "not at the provider; sending again"
@@ -217,8 +216,8 @@ def _search_failed(
 ) -> str:
     if error.classification is Classification.SESSION_INVALID:
         mark_needs_login(session, locked.message.line_id, session_key, now)
-        part.due_at = None
+        reconcile_again(part, None)
         return "line needs login; reconciliation waits"
-    part.due_at = now + timedelta(seconds=runtime.settings.reconcile_delay_s)
+    reconcile_again(part, now + timedelta(seconds=runtime.settings.reconcile_delay_s))
     log.warning("reconciliation search failed: %s", error)
     return f"search failed ({error.kind.value}); looking again later"

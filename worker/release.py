@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import func, update
+from sqlalchemy import func
 from sqlalchemy import select as sa_select  # sqlmodel's select takes at most four columns
 from sqlmodel import Session, col, select
 
@@ -35,11 +35,12 @@ from worker.constants import (
     TASK_RECONCILE,
     TASK_SEND,
 )
-from worker.dispatch import UNACCEPTED, Outbox, lease, line_rate, send_cost, waiting_for_predecessor
+from worker.dispatch import UNACCEPTED, Outbox, line_rate, send_cost, waiting_for_predecessor
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Line, Part, utcnow
 from worker.store.record import lock_messages, move_part
+from worker.store.schedule import lease, lease_reconcile, release_lost
 from worker.store.states import WAITING_STATES, LineState, Source, State
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def _recover_lost_sends(session: Session, runtime: Runtime, now: datetime) -> in
         return 0
     if holds_tasks_for(runtime.broker, SEND_QUEUE):
         return 0
-    recovered = session.exec(update(Part).where(*lost).values(dispatched_at=None, due_at=now)).rowcount or 0
+    recovered = release_lost(session, now, now - timedelta(seconds=LOST_AFTER_S))
     log.warning("the broker holds no send task: %s released parts are due again", recovered)
     return recovered
 
@@ -160,7 +161,7 @@ def _release_line(session: Session, runtime: Runtime, line: Line, share: int, no
     costs = [send_cost(runtime, row.kind) for row in healthy]
     waits = runtime.limiter.reserve(line.id or 0, rate, len(healthy), RELEASE_EVERY_S, costs)
     chosen = healthy[: len(waits)]
-    leased = _lease(session, runtime, [row.id for row in chosen], now)
+    leased = lease(session, [row.id for row in chosen], now, runtime.settings.release_lease_s)
     # Going late by a quarter of the line's interval keeps its sends evenly spread.
     slack = (
         runtime.settings.send_batch_window_s
@@ -172,20 +173,6 @@ def _release_line(session: Session, runtime: Runtime, line: Line, share: int, no
         for turn, (row, wait) in enumerate(zip(chosen, waits, strict=False))
         if row.id in leased
     ]
-
-
-def _lease(session: Session, runtime: Runtime, part_ids: list[int], now: datetime) -> set[int]:
-    """Mark the parts released (one statement); returns those still due when it ran."""
-    if not part_ids:
-        return set()
-    leased = session.execute(
-        update(Part)
-        .where(col(Part.id).in_(part_ids), col(Part.state).in_(_WAITING), col(Part.due_at) <= now)
-        .values(dispatched_at=now, due_at=lease(runtime, now), releases=col(Part.releases) + 1)
-        .returning(col(Part.id)),
-        execution_options={"synchronize_session": False},
-    )
-    return {int(part_id) for part_id in leased.scalars()}
 
 
 class Candidate(NamedTuple):
@@ -286,6 +273,6 @@ def _release_reconciles(session: Session, runtime: Runtime, now: datetime, outbo
         .limit(RELEASE_LIMIT)
     ).all()
     for part in parts:
-        part.due_at = lease(runtime, now)
+        lease_reconcile(part, now, runtime.settings.release_lease_s)
         outbox.add(TASK_RECONCILE, part.message_id)
     return len(parts)

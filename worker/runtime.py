@@ -19,6 +19,7 @@ from config.settings import Settings, get_settings
 from worker.planning import Limits
 from worker.ratelimit import LineRateLimiter
 from worker.store.db import make_engine, migrate
+from worker.store.schedule import PollPolicy
 from worker.zipwhip.client import ClientConfig, ZipwhipClient
 
 
@@ -76,6 +77,11 @@ class Runtime:
     def provider_pool(self) -> ThreadPoolExecutor:
         """Threads that make a send task's provider calls concurrently (one per keep-alive connection)."""
         return ThreadPoolExecutor(self.settings.provider_pool_size, thread_name_prefix="provider")
+
+    @cached_property
+    def polls(self) -> PollPolicy:
+        """How patiently sent parts are polled."""
+        return PollPolicy(tuple(self.settings.poll_delays_s), self.settings.poll_horizon_s)
 
     @cached_property
     def limits(self) -> Limits:

@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from worker.hooks import notify_final
-from worker.lines import resume_lines
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Message, Part, utcnow
 from worker.store.record import lock_messages, move_part
+from worker.store.schedule import resume_lines, to_reconcile
 from worker.store.states import WAITING_STATES, Source, State
 
 SWEEP_LIMIT = 500  # rows per kind per run
@@ -55,8 +55,7 @@ def _lost_claims(session: Session, runtime: Runtime, now: datetime) -> int:
         part = locked.next_unaccepted()
         if part is None or part.state != State.SENDING.value:
             continue
-        part.unknown_since = now
-        part.due_at = now
+        to_reconcile(part, now)
         description = "claim expired (worker lost mid-send?); reconciling"
         move_part(session, locked, part, State.UNKNOWN, Source.SWEEPER, now, description=description)
     return len(set(stale))

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, func, select, update
+from sqlmodel import Session, col, func, select
 
 from worker.hooks import notify_final
 from worker.lines import mark_needs_login
@@ -15,6 +15,7 @@ from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Line, Part, utcnow
 from worker.store.record import Locked, lock_messages, move_part, record_delivery
+from worker.store.schedule import await_login_polls, schedule_next_poll, stop_polling
 from worker.store.states import LineState, Source, State
 from worker.zipwhip.errors import Classification, ProviderError
 from worker.zipwhip.results import ProviderMessage
@@ -68,11 +69,7 @@ def _due(session: Session, runtime: Runtime, line_id: int, now: datetime) -> Due
     if line is None:
         return f"line {line_id}: not found"
     if line.state != LineState.ACTIVE or not line.session_key:
-        session.exec(  # polling resumes when `outbox line add` logs the line in again
-            update(Part)
-            .where(col(Part.line_id) == line_id, col(Part.state) == State.SENT.value)
-            .values(next_poll_at=None)
-        )
+        await_login_polls(session, line_id)  # polling resumes when `outbox line add` logs the line in
         return f"line {line_id}: polling waits for the line to log in"
     rows = session.exec(
         select(Part.id, Part.message_id, Part.provider_id, Part.sent_at)
@@ -255,7 +252,7 @@ def _poll_failed(
 ) -> None:
     if error.classification is Classification.SESSION_INVALID:
         mark_needs_login(session, locked.message.line_id, session_key, now)
-        part.next_poll_at = None
+        stop_polling(part)
         return
     log.warning("poll of part %s failed: %s", part.position + 1, error)
 
@@ -264,13 +261,6 @@ def _schedule_next_poll(
     session: Session, runtime: Runtime, locked: Locked, part: Part, now: datetime
 ) -> None:
     """Back off between polls; past the horizon the part is unknown (kept visible, no more polls)."""
-    s = runtime.settings
-    horizon = (part.sent_at or now) + timedelta(seconds=s.poll_horizon_s)
-    if now >= horizon:
-        part.next_poll_at = None
-        description = f"no final status within {s.poll_horizon_s / 3600:g} h"
+    if not schedule_next_poll(part, now, runtime.polls):
+        description = f"no final status within {runtime.polls.horizon_s / 3600:g} h"
         move_part(session, locked, part, State.UNKNOWN, Source.POLL, now, description=description)
-        return
-    part.poll_count += 1
-    delay = s.poll_delays_s[min(part.poll_count, len(s.poll_delays_s) - 1)]
-    part.next_poll_at = min(now + timedelta(seconds=delay), horizon)

@@ -14,7 +14,7 @@ import hmac
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -140,11 +140,10 @@ def _sent(
         return "sent from another app: recorded"
     locked = lock_message(session, unknown.message_id)
     assert locked is not None
-    first_poll_at = now + timedelta(seconds=runtime.settings.poll_delays_s[0])
     sent_at = unknown.claimed_at or now
     ids = (message.id, message.fingerprint)
     description = f"send event for {message.id}"
-    mark_sent(session, locked, unknown, ids, sent_at, first_poll_at, Source.WEBHOOK, now, description)
+    mark_sent(session, locked, unknown, ids, sent_at, runtime.polls, Source.WEBHOOK, now, description)
     try_dispatch(session, runtime, locked, line, now, outbox)
     return f"message {unknown.message_id}: unknown outcome settled as sent"
 

@@ -14,6 +14,7 @@ from worker.send.values import Claimed, Outcome
 from worker.store.consent import suppressed_numbers
 from worker.store.models import Attachment, Line, Part
 from worker.store.record import Locked, lock_messages, move_part
+from worker.store.schedule import await_login, release_again, take_claim, to_reconcile
 from worker.store.states import LineState, Source, State
 from worker.zipwhip.client import Upload
 
@@ -79,8 +80,7 @@ def _redelivered(
     message_id = locked.message.id or 0
     if part.claim_token != token:
         return Outcome(message_id, f"{label}: already being sent", "skipped")
-    part.unknown_since = now
-    part.due_at = now
+    to_reconcile(part, now)
     move_part(session, locked, part, State.UNKNOWN, Source.SEND, now, description="worker lost mid-send")
     return Outcome(message_id, f"{label}: earlier run lost mid-send, reconciling", "unknown")
 
@@ -111,7 +111,7 @@ def _blocked(
     message_id = message.id or 0
     label = _label(locked, part)
     if line.state != LineState.ACTIVE or not line.session_key:
-        part.dispatched_at = part.due_at = None  # waits until `outbox line add` logs the line in
+        await_login(part)
         return Outcome(message_id, f"{label}: waiting: line needs login", "waiting")
     if message.expires_at is not None and message.expires_at <= now:
         move_part(
@@ -125,8 +125,7 @@ def _blocked(
         )
         return Outcome(message_id, f"{label}: rejected: recipient opted out", "rejected", locked.newly_final)
     if message_id in behind:
-        part.dispatched_at = None
-        part.due_at = now
+        release_again(part, now)
         return Outcome(
             message_id, f"{label}: waiting for an earlier message to the same recipient", "waiting"
         )
@@ -137,10 +136,7 @@ def _take_claim(
     session: Session, locked: Locked, part: Part, line: Line, token: str, now: datetime
 ) -> Claimed:
     """Move the part to sending under this task's token (its rows are locked: nobody else can)."""
-    part.claim_token = token
-    part.claimed_at = now
-    part.dispatched_at = part.due_at = None
-    part.attempts += 1
+    take_claim(part, token, now)
     move_part(session, locked, part, State.SENDING, Source.SEND, now, description=f"attempt {part.attempts}")
     return Claimed(
         message_id=part.message_id,

@@ -16,6 +16,7 @@ from worker.send.values import Accepted, Claimed, Outcome
 from worker.store.consent import suppress
 from worker.store.models import Line, Part
 from worker.store.record import Locked, lock_messages, mark_sent, move_part
+from worker.store.schedule import attempt_not_counted, await_login, retry_at, to_reconcile
 from worker.store.states import Source, State
 from worker.zipwhip.errors import Classification, ErrorKind, ProviderError
 
@@ -74,10 +75,9 @@ def _accepted(
     now: datetime,
     outbox: Outbox,
 ) -> str:
-    first_poll_at = now + timedelta(seconds=runtime.settings.poll_delays_s[0])
     ids = (accepted.provider_id, accepted.fingerprint)
     description = f"accepted as {accepted.provider_id}"
-    mark_sent(session, locked, part, ids, now, first_poll_at, Source.SEND, now, description)
+    mark_sent(session, locked, part, ids, now, runtime.polls, Source.SEND, now, description)
     try_dispatch(session, runtime, locked, line, now, outbox)  # the next part, if it may go now
     return f"sent as {accepted.provider_id}"
 
@@ -99,13 +99,12 @@ def _failed(
     s = runtime.settings
     if error.classification is Classification.SESSION_INVALID:
         mark_needs_login(session, line.id or 0, session_key, now)
-        part.attempts -= 1  # not the message's fault: waiting must not use up its attempts
-        part.due_at = None
+        attempt_not_counted(part)  # not the message's fault: waiting must not use up its attempts
+        await_login(part)
         move_part(session, locked, part, State.QUEUED, Source.SEND, now, description="line needs login")
         return "waiting", "line needs login; waiting"
     if error.classification is Classification.AMBIGUOUS:
-        part.unknown_since = now
-        part.due_at = now + timedelta(seconds=s.reconcile_delay_s)
+        to_reconcile(part, now, s.reconcile_delay_s)
         move_part(session, locked, part, State.UNKNOWN, Source.SEND, now, description=str(error))
         return "unknown", f"outcome unknown ({error.kind.value}), reconciling"
     if error.classification is Classification.RETRYABLE:
@@ -146,7 +145,7 @@ def _retry_or_fail(
         )
         return "failed", f"failed after {part.attempts} attempts"
     delay = policy.delay_s(part.attempts, error.retry_after_s)
-    part.due_at = now + timedelta(seconds=delay)
+    retry_at(part, now + timedelta(seconds=delay))
     move_part(
         session, locked, part, State.RETRYING, Source.SEND, now, code=error.code, description=str(error)
     )

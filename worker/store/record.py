@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select, update
 
 from worker.store.consent import suppress
 from worker.store.models import Message, Part, StatusEvent
+from worker.store.schedule import PollPolicy, schedule_sent, stop_polling, unschedule
 from worker.store.states import FINAL_STATES, NOT_YET_ACCEPTED, Source, State, can_move, derive_message_state
 from worker.zipwhip.codes import delivery_status, message_status
 
@@ -133,7 +134,7 @@ def move_part(
     part.state = new.value
     if new in FINAL_STATES:
         part.final_at = now
-        part.due_at = part.dispatched_at = None
+        unschedule(part)
     if new in (State.FAILED, State.REJECTED):
         part.error_code = code if code is not None else part.error_code
         part.error_description = description
@@ -150,7 +151,7 @@ def mark_sent(
     part: Part,
     accepted: tuple[str, str | None],
     sent_at: datetime,
-    first_poll_at: datetime,
+    polls: PollPolicy,
     source: Source,
     now: datetime,
     description: str,
@@ -158,10 +159,7 @@ def mark_sent(
     """The provider has the part (`accepted` = its id and fingerprint): keep them, clear any error of
     an earlier attempt, schedule the first poll, and move the part to sent."""
     part.provider_id, part.fingerprint = accepted
-    part.sent_at = sent_at
-    part.next_poll_at = first_poll_at
-    part.poll_count = 0
-    part.due_at = None
+    schedule_sent(part, sent_at, now, polls)
     part.error_kind = part.error_description = None
     part.error_code = None
     return move_part(session, locked, part, State.SENT, source, now, description=description)
@@ -175,7 +173,7 @@ def _end_later_parts(
         if later.position > failed.position and State(later.state) in (State.QUEUED, State.RETRYING):
             later.state = new.value
             later.final_at = now
-            later.due_at = later.dispatched_at = None
+            unschedule(later)
             later.error_description = reason
             add_event(session, later, locked.message.id or 0, new, source, now, description=reason)
 
@@ -239,7 +237,7 @@ def record_delivery(
         add_event(session, part, locked.message.id or 0, state, source, now, description=description)
         return True
     new = State.DELIVERED if info.state == "success" else State.FAILED
-    part.next_poll_at = None
+    stop_polling(part)
     return move_part(session, locked, part, new, source, now, code=None, description=description)
 
 
