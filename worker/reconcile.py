@@ -16,18 +16,18 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from worker.decide import Decision, Search, decide_search
 from worker.dispatch import Outbox, try_dispatch
 from worker.hooks import notify_final
 from worker.lines import mark_needs_login
 from worker.runtime import Runtime
-from worker.send.record import retry_policy
 from worker.store.db import transaction
 from worker.store.models import Line, Part, utcnow
 from worker.store.record import Locked, lock_message, mark_sent, move_part, record_delivery
 from worker.store.schedule import reconcile_again, send_again
 from worker.store.states import LineState, Source, State
 from worker.zipwhip.client import ZipwhipClient
-from worker.zipwhip.errors import Classification, ProviderError
+from worker.zipwhip.errors import ProviderError
 from worker.zipwhip.results import ProviderMessage
 
 log = logging.getLogger(__name__)
@@ -149,15 +149,41 @@ def _settle(
     if part is None or part.state != State.UNKNOWN.value or part.provider_id:
         return f"message {message_id}: already settled", None
     label = f"message {message_id} part {part.position + 1}/{len(locked.parts)}"
-    if isinstance(found, ProviderError):
-        return (
-            f"{label}: {_search_failed(session, runtime, locked, part, found, wanted.session_key, now)}",
-            None,
-        )
-    if found is not None:
-        _found(session, runtime, locked, part, found, now, outbox)
-        return f"{label}: found at the provider as {found.id}", locked.newly_final
-    return f"{label}: {_absent(session, runtime, locked, part, now)}", locked.newly_final
+    s = runtime.settings
+    error = found if isinstance(found, ProviderError) else None
+    search = Search(found=isinstance(found, ProviderMessage), error=error)
+    attempt_at = part.claimed_at or part.unknown_since or now
+    settle = timedelta(seconds=s.reconcile_settle_s)
+    decision = decide_search(search, now - attempt_at, settle, part.attempts, runtime.retry_policy)
+    later = now + timedelta(seconds=s.reconcile_delay_s)
+
+    def move(state: State, description: str) -> None:
+        move_part(session, locked, part, state, Source.RECONCILE, now, description=description)
+
+    match decision:
+        case Decision.SENT:
+            assert isinstance(found, ProviderMessage)
+            _found(session, runtime, locked, part, found, now, outbox)
+            summary = f"found at the provider as {found.id}"
+        case Decision.AWAIT_LOGIN:
+            mark_needs_login(session, locked.message.line_id, wanted.session_key, now)
+            reconcile_again(part, None)
+            summary = "line needs login; reconciliation waits"
+        case Decision.LOOK_AGAIN if error is not None:
+            reconcile_again(part, later)
+            log.warning("reconciliation search failed: %s", error)
+            summary = f"search failed ({error.kind.value}); looking again later"
+        case Decision.LOOK_AGAIN:
+            reconcile_again(part, later)
+            summary = "not found yet; looking again"
+        case Decision.GIVE_UP:
+            move(State.FAILED, f"not accepted by the provider after {part.attempts} attempts")
+            summary = "failed: attempts used up"
+        case _:
+            send_again(part, now)
+            move(State.QUEUED, "proven absent at the provider; sending again")
+            summary = "not at the provider; sending again"
+    return f"{label}: {summary}", locked.newly_final
 
 
 def _found(
@@ -187,37 +213,3 @@ def _found(
     line = session.get(Line, locked.message.line_id)
     if line is not None:
         try_dispatch(session, runtime, locked, line, now, outbox)
-
-
-def _absent(session: Session, runtime: Runtime, locked: Locked, part: Part, now: datetime) -> str:
-    s = runtime.settings
-    attempt_at = part.claimed_at or part.unknown_since or now
-    if now - attempt_at < timedelta(seconds=s.reconcile_settle_s):
-        reconcile_again(part, now + timedelta(seconds=s.reconcile_delay_s))
-        return "not found yet; looking again"
-    if retry_policy(runtime).exhausted(part.attempts):
-        description = f"not accepted by the provider after {part.attempts} attempts"
-        move_part(session, locked, part, State.FAILED, Source.RECONCILE, now, description=description)
-        return "failed: attempts used up"
-    send_again(part, now)
-    description = "proven absent at the provider; sending again"
-    move_part(session, locked, part, State.QUEUED, Source.RECONCILE, now, description=description)
-    return "not at the provider; sending again"
-
-
-def _search_failed(
-    session: Session,
-    runtime: Runtime,
-    locked: Locked,
-    part: Part,
-    error: ProviderError,
-    session_key: str,
-    now: datetime,
-) -> str:
-    if error.classification is Classification.SESSION_INVALID:
-        mark_needs_login(session, locked.message.line_id, session_key, now)
-        reconcile_again(part, None)
-        return "line needs login; reconciliation waits"
-    reconcile_again(part, now + timedelta(seconds=runtime.settings.reconcile_delay_s))
-    log.warning("reconciliation search failed: %s", error)
-    return f"search failed ({error.kind.value}); looking again later"

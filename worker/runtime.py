@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from config.settings import Settings, get_settings
 from worker.planning import Limits
 from worker.ratelimit import LineRateLimiter
+from worker.retry import RetryPolicy
 from worker.store.db import make_engine, migrate
 from worker.store.schedule import PollPolicy
 from worker.zipwhip.client import ClientConfig, ZipwhipClient
@@ -77,6 +78,12 @@ class Runtime:
     def provider_pool(self) -> ThreadPoolExecutor:
         """Threads that make a send task's provider calls concurrently (one per keep-alive connection)."""
         return ThreadPoolExecutor(self.settings.provider_pool_size, thread_name_prefix="provider")
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        """How often and how patiently a refused send is tried again."""
+        s = self.settings
+        return RetryPolicy(s.send_max_attempts, s.retry_backoff_base_s, s.retry_backoff_max_s)
 
     @cached_property
     def polls(self) -> PollPolicy:
