@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         description="Messages per second per line across all hosts; 0 means unlimited.",
     )
 
+    dispatch_at_commit: bool = Field(
+        True,
+        description="The producer hands a text its line can send right away to a worker at commit "
+        "(needs Redis and the broker; without them the release job sends it within a second).",
+    )
+
     mms_send_cost: float = Field(
         1.0, gt=0, description="Rate slots an MMS part takes on its line (carriers often allow fewer MMS)."
     )
@@ -104,6 +110,12 @@ class Settings(BaseSettings):
         120.0, description="Published work whose task never ran is released again after this long."
     )
     task_time_limit_s: float = Field(120.0, description="Hard time limit of one task.")
+    worker_liveness_ttl_s: float = Field(
+        10.0,
+        gt=1,
+        description="A worker's alive key lasts this long (refreshed every fifth of it); gone a while "
+        "longer, the worker is declared dead and its texts are reconciled at once.",
+    )
 
     # Hooks and web.
     outcome_hook: str | None = Field(

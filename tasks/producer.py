@@ -24,13 +24,16 @@ def send_message(
     send_at: datetime | None = None,
     expires_at: datetime | None = None,
     metadata: Mapping[str, Any] | None = None,
+    priority: str = "normal",
 ) -> int:
     """Queue a text from `line` to `to` and return the message id once it is durably recorded.
 
     `attachments` are paths or `FileInput(name, data)`. A body over the SMS limit goes as an MMS
     with a .txt attachment. The same `idempotency_key` on the same line returns the first message's
     id and sends nothing more. `send_at` schedules it; `expires_at` rejects it if it could not go out
-    in time. Raises `InvalidMessage` (naming every problem, recording nothing) for bad input.
+    in time. `priority` is "high" (takes the line's next slots, ahead of everything waiting there),
+    "normal" or "bulk" (goes after both). Raises `InvalidMessage` (naming every problem, recording
+    nothing) for bad input.
     """
     return enqueue(
         get_runtime().ready(),
@@ -42,6 +45,7 @@ def send_message(
         send_at=send_at,
         expires_at=expires_at,
         metadata=metadata,
+        priority=priority,
     )
 
 
@@ -49,7 +53,7 @@ def send_messages(texts: Iterable[Mapping[str, Any] | TextRequest]) -> list[int]
     """Queue many texts at once and return their message ids, in order, once all are recorded.
 
     Each text is a mapping with `send_message`'s argument names (`line`, `to`, `body`, `attachments`,
-    `idempotency_key`, `send_at`, `expires_at`, `metadata`) or a `TextRequest`. They share one
+    `idempotency_key`, `send_at`, `expires_at`, `metadata`, `priority`) or a `TextRequest`. They share one
     transaction: a blast of thousands costs about what a few single calls do. A problem with any of
     them raises `InvalidMessage` naming each (`messages[3].to: ...`) and records none.
     """

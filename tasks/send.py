@@ -6,6 +6,7 @@ from celery import Task
 
 from worker.app import app
 from worker.constants import TASK_SEND
+from worker.liveness import identity
 from worker.retry import INFRASTRUCTURE_ERRORS
 from worker.runtime import get_runtime
 from worker.send import send_step
@@ -19,10 +20,7 @@ from worker.send import send_step
     retry_backoff_max=60,
     max_retries=10,
 )
-def send(self: Task, message_ids: list[int] | int) -> str:
-    """Send the next part of each message (claim, call the provider, record the answers).
-
-    The release job sends a batch of ids; a lone id (from tasks published before batches) still works.
-    """
-    ids = [message_ids] if isinstance(message_ids, int) else list(message_ids)
-    return send_step(get_runtime(), ids, token=self.request.id)
+def send(self: Task, message_ids: list[int]) -> str:
+    """Send the next part of each message (claim, call the provider, record the answers)."""
+    worker = identity(self.request.hostname or "")
+    return send_step(get_runtime(), message_ids, token=self.request.id, worker=worker)

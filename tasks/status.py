@@ -28,13 +28,17 @@ _RETRY = {
 
 
 @app.task(name=TASK_POLL_LINE, **_RETRY)
-def poll_line(line_id: int) -> str:
-    """Ask the provider for the delivery status of every due part of a line, in as few calls as it takes."""
+def poll_line(line_ids: list[int]) -> str:
+    """Ask the provider for the delivery status of every due part of a few lines, in as few calls as
+    it takes (each line is listed once for all its due parts)."""
     runtime = get_runtime()
-    try:
-        return poll_line_step(runtime, line_id)
-    finally:
-        runtime.redis.delete(f"{POLL_LEASE_KEY}{line_id}")  # the next release may poll the line again
+    summaries = []
+    for line_id in line_ids:
+        try:
+            summaries.append(poll_line_step(runtime, line_id))
+        finally:
+            runtime.redis.delete(f"{POLL_LEASE_KEY}{line_id}")  # the next release may poll the line again
+    return "; ".join(summaries)
 
 
 @app.task(name=TASK_RECONCILE, **_RETRY)

@@ -8,7 +8,12 @@ import json
 
 from redis import Redis
 
+from worker.store.states import Priority
+
 PRIORITY_SEPARATOR = "\x06\x16"  # kombu keeps priorities 3, 6 and 9 in sibling lists
+# kombu's Redis transport reads priority 0 first (its steps are 0, 3, 6, 9): an urgent send is taken
+# before the normal ones already waiting, a bulk one after them.
+REDIS_PRIORITY = {Priority.HIGH: 0, Priority.NORMAL: 3, Priority.BULK: 6}
 UNACKED_KEY = "unacked"  # kombu's default `unacked_key`
 
 
@@ -31,3 +36,8 @@ def holds_tasks_for(broker: Redis, queue: str) -> bool:
         except (ValueError, IndexError, TypeError):
             return True  # not what we expect: do not conclude the broker lost anything
     return False
+
+
+def send_priority(priority: Priority) -> int:
+    """The broker priority of a send task carrying a text of this priority."""
+    return REDIS_PRIORITY[priority]

@@ -1,67 +1,132 @@
-"""Publishing send work: the outbox of tasks to publish after commit, and the turn rules a part must
-pass before it may go (its line's rate, its place among the texts to the same recipient).
+"""Handing sends to the workers: the outbox of tasks to publish after commit, the slots and batches
+they travel in, and the rules a part must pass before it may go (its line's rate, its place in its
+line's queue and among the texts to its recipient).
 
 The release job (`worker.release`) publishes most sends; `try_dispatch` publishes the next part of a
-message straight away when the previous one was just accepted.
+message at once when the previous one was just accepted, and the producer dispatches at commit a
+text its line can send right away (`worker.enqueue`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_
-from sqlalchemy.orm import aliased
-from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
+from redis.exceptions import RedisError
+from sqlalchemy import Connection
+from sqlmodel import Session
 
 from config.celery import RELEASE_EVERY_S
+from worker.broker import send_priority
 from worker.constants import TASK_SEND
 from worker.runtime import Runtime
-from worker.store.models import Line, Message
+from worker.store.models import Line
+from worker.store.new_messages import LineFacts, NewMessage
+from worker.store.queue import Turn, blocked_turns, most_urgent_waiting, waiting_behind_earlier
 from worker.store.record import Locked
 from worker.store.schedule import lease_part
-from worker.store.states import NOT_YET_ACCEPTED, WAITING_STATES, LineState, State
+from worker.store.states import WAITING_STATES, LineState, Priority, State
 
 log = logging.getLogger(__name__)
 
-UNACCEPTED = [s.value for s in NOT_YET_ACCEPTED]
+
+@dataclass(frozen=True)
+class Published:
+    """One task to publish: its name, its argument (ids), when, and how urgent."""
+
+    task: str
+    argument: int | list[int]
+    countdown_s: float = 0.0
+    priority: int | None = None  # the broker's priority for it (None: the queue's default)
 
 
 @dataclass
 class Outbox:
     """Tasks to publish once the transaction that decided them has committed."""
 
-    items: list[tuple[str, int | list[int], float]] = field(default_factory=list)
+    items: list[Published] = field(default_factory=list)
 
-    def add(self, task: str, argument: int | list[int], countdown_s: float = 0.0) -> None:
-        """Remember a task to publish after commit: an id, or for sends a list of message ids."""
-        self.items.append((task, argument, countdown_s))
+    def add(
+        self, task: str, argument: int | list[int], countdown_s: float = 0.0, priority: int | None = None
+    ) -> None:
+        """Remember a task to publish after commit: an id, or a list of ids."""
+        self.items.append(Published(task, argument, countdown_s, priority))
 
-    def publish(self) -> int:
-        """Publish everything remembered; a lost publish is recovered when the lease runs out."""
+    def publish(self, retry: bool = True) -> int:
+        """Publish everything remembered; a lost publish is recovered when the lease runs out.
+        `retry=False` gives up at once on a broker that is down (a producer must not wait for it)."""
         from worker.app import app
 
         with app.producer_or_acquire() as producer:
-            for task, argument, countdown in self.items:
+            for item in self.items:
                 try:
                     app.send_task(
-                        task,
-                        args=[argument],
-                        countdown=countdown if countdown > 0.01 else None,
+                        item.task,
+                        args=[item.argument],
+                        countdown=item.countdown_s if item.countdown_s > 0.01 else None,
+                        priority=item.priority,
                         producer=producer,
+                        retry=retry,
                     )
                 except Exception:  # broker down: the row's lease brings it back
-                    log.warning("could not publish %s for %s; it will be released again", task, argument)
+                    if not retry:
+                        raise
+                    log.warning(
+                        "could not publish %s for %s; it will be released again", item.task, item.argument
+                    )
         published, self.items = len(self.items), []
         return published
 
 
-def line_rate(runtime: Runtime, line: Line) -> float:
-    """The line's own rate if it has one, else the setting."""
-    return line.rate_per_s if line.rate_per_s is not None else runtime.settings.line_rate_per_s
+@dataclass(frozen=True)
+class Slot:
+    """A send slot handed to one message: how long until it may go, how much later it may go without
+    bunching up with its line's next slot, its turn on its line, and its priority."""
+
+    wait_s: float
+    slack_s: float
+    turn: int
+    message_id: int
+    priority: int = Priority.NORMAL
+
+
+def batches(slots: Iterable[Slot], size: int) -> list[tuple[list[int], float]]:
+    """Group slots into send tasks: in slot order (lines taking turns at equal slots), at most `size`
+    texts a task, spanning no more than the slack of any text in it. A task waits for its last slot,
+    so no text goes before its own slot; returns (message ids, countdown) per task."""
+    return [([s.message_id for s in group], group[-1].wait_s) for group in _groups(slots, size)]
+
+
+def _groups(slots: Iterable[Slot], size: int) -> list[list[Slot]]:
+    grouped: list[list[Slot]] = []
+    current: list[Slot] = []
+    slack = 0.0
+    for slot in sorted(slots, key=lambda s: (s.wait_s, s.turn)):
+        slack = min(slack, slot.slack_s)
+        if current and (len(current) >= size or slot.wait_s - current[0].wait_s > slack):
+            grouped.append(current)
+            current = []
+        if not current:
+            slack = slot.slack_s
+        current.append(slot)
+    if current:
+        grouped.append(current)
+    return grouped
+
+
+def publish_sends(outbox: Outbox, slots: Iterable[Slot], size: int) -> None:
+    """Add a send task per batch of slots, as urgent in the broker as its most urgent text."""
+    for group in _groups(slots, size):
+        priority = send_priority(Priority(min(s.priority for s in group)))
+        outbox.add(TASK_SEND, [s.message_id for s in group], group[-1].wait_s, priority)
+
+
+def line_rate(runtime: Runtime, own_rate: float | None) -> float:
+    """A line's own rate if it has one, else the setting (0: unlimited)."""
+    return own_rate if own_rate is not None else runtime.settings.line_rate_per_s
 
 
 def send_cost(runtime: Runtime, kind: str) -> float:
@@ -69,28 +134,12 @@ def send_cost(runtime: Runtime, kind: str) -> float:
     return runtime.settings.mms_send_cost if kind != "sms" else 1.0
 
 
-def earlier_unaccepted(line_id: Any, recipient: Any, message_id: Any, now: datetime) -> SelectOfScalar[Any]:
-    """Earlier messages to the same recipient on the same line, due and not yet accepted: while one
-    exists, a later message waits (a recipient gets texts in enqueue order). The arguments are
-    values or, in a correlated subquery, the outer query's columns."""
-    earlier = aliased(Message)
-    return select(earlier.id).where(
-        earlier.line_id == line_id,
-        earlier.recipient == recipient,
-        col(earlier.id) < message_id,
-        col(earlier.state).in_(UNACCEPTED),
-        or_(col(earlier.send_at).is_(None), col(earlier.send_at) <= now),
-    )
-
-
-def waiting_for_predecessor(session: Session, message_ids: list[int], now: datetime) -> set[int]:
-    """Those of the messages that an earlier message to the same recipient on the same line must
-    go before (one query for all of them)."""
-    if not message_ids:
-        return set()
-    blocked = earlier_unaccepted(Message.line_id, Message.recipient, Message.id, now).exists()
-    query = select(Message.id).where(col(Message.id).in_(message_ids), blocked)
-    return {int(i or 0) for i in session.exec(query).all()}
+def slack_s(runtime: Runtime, own_rate: float | None) -> float:
+    """How much later than its slot a text may go to share a task: going late by at most a quarter of
+    its line's interval keeps the line's sends evenly spread."""
+    rate = line_rate(runtime, own_rate)
+    window = runtime.settings.send_batch_window_s
+    return window if rate <= 0 else min(window, 0.25 / rate)
 
 
 def try_dispatch(
@@ -105,12 +154,118 @@ def try_dispatch(
         return False
     if message.send_at and message.send_at > now:
         return False
-    if waiting_for_predecessor(session, [message.id or 0], now):
+    turn = Turn(message.id or 0, message.line_id, message.recipient, message.priority)
+    if waiting_behind_earlier(session, [turn], now):
         return False
     cost = [send_cost(runtime, part.kind)]
-    waits = runtime.limiter.reserve(line.id or 0, line_rate(runtime, line), 1, RELEASE_EVERY_S, cost)
+    rate = line_rate(runtime, line.rate_per_s)
+    waits = runtime.limiter.reserve(line.id or 0, rate, 1, RELEASE_EVERY_S, cost)
     if not waits:
         return False
     lease_part(part, now, runtime.settings.release_lease_s)
-    outbox.add(TASK_SEND, [message.id or 0], waits[0])
+    slot = Slot(waits[0], 0.0, 0, message.id or 0, message.priority)
+    publish_sends(outbox, [slot], 1)
     return True
+
+
+# Later than any message yet recorded: new messages are not in the database when their turn is checked.
+NOT_YET_RECORDED = 2**62
+
+
+def dispatch_at_commit(
+    runtime: Runtime, connection: Connection, items: Sequence[NewMessage], line: LineFacts, now: datetime
+) -> dict[int, float]:
+    """Which of these new messages of one line go straight to a worker once they are recorded, and
+    their slots' waits (by index): those due now that are more urgent than everything already
+    waiting on the line, not behind an earlier text to their recipient (recorded or in this call),
+    as far as the line's rate has slots free, one batch at most (the release job takes the rest)."""
+    if not line.can_send:
+        return {}
+    ahead = most_urgent_waiting(connection, line.line_id, now)
+    due = [i for i, m in enumerate(items) if m.due(now) <= now and (ahead is None or m.priority < ahead)]
+    turns = [Turn(NOT_YET_RECORDED, line.line_id, items[i].plan.to, items[i].priority) for i in due]
+    blocked = blocked_turns(connection, turns, now)
+    seen: dict[str, int] = {}
+    chosen = []
+    for i in due:
+        message = items[i]
+        to, priority = message.plan.to, message.priority
+        earlier = seen.get(to)
+        seen[to] = priority if earlier is None else min(earlier, priority)
+        turn = Turn(NOT_YET_RECORDED, line.line_id, to, priority)
+        if turn in blocked or (earlier is not None and earlier <= priority):
+            continue
+        chosen.append(i)
+        if len(chosen) >= runtime.settings.send_batch_size:
+            break
+    costs = [send_cost(runtime, items[i].plan.parts[0].kind.value) for i in chosen]
+    rate = line_rate(runtime, line.rate_per_s)
+    waits = runtime.limiter.reserve(line.line_id, rate, len(chosen), RELEASE_EVERY_S, costs)
+    return dict(zip(chosen, waits, strict=False))
+
+
+@dataclass
+class AtCommit:
+    """The texts one producer call hands straight to the workers: decided inside its transaction
+    (their first parts are written already released), published right after its commit.
+
+    Best effort: without Redis or the broker the call still records its texts, and the release job
+    sends them within a second; after such a failure the producer stops trying for a while, so a
+    dead Redis never slows every call down."""
+
+    runtime: Runtime
+    waits: dict[int, tuple[float, int]] = field(default_factory=dict)  # by item: (wait, priority)
+    slots: list[Slot] = field(default_factory=list)
+
+    def lease(
+        self, connection: Connection, items: Sequence[NewMessage], lines: dict[int, LineFacts], now: datetime
+    ) -> dict[int, datetime]:
+        """Decide which items go at commit; returns each one's lease (when it is due again if lost)."""
+        if not self.runtime.settings.dispatch_at_commit or time.monotonic() < _AtCommitPause.until:
+            return {}
+        by_line: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            by_line.setdefault(item.line_id, []).append(i)
+        try:
+            for line_id, indexes in by_line.items():
+                chosen = dispatch_at_commit(
+                    self.runtime, connection, [items[i] for i in indexes], lines[line_id], now
+                )
+                self.waits.update(
+                    {indexes[n]: (wait, items[indexes[n]].priority) for n, wait in chosen.items()}
+                )
+        except RedisError as error:
+            _AtCommitPause.pause(error)
+            self.waits.clear()
+        lease_until = now + timedelta(seconds=self.runtime.settings.release_lease_s)
+        return dict.fromkeys(self.waits, lease_until)
+
+    def recorded(self, message_ids: Sequence[int]) -> None:
+        """The items were recorded under these ids (in order): their slots."""
+        self.slots = [
+            Slot(wait, 0.0, n, message_ids[i], priority)
+            for n, (i, (wait, priority)) in enumerate(self.waits.items())
+        ]
+
+    def publish(self) -> None:
+        """After commit: a task per batch of slots (a failure leaves them to their lease)."""
+        if not self.slots:
+            return
+        outbox = Outbox()
+        publish_sends(outbox, self.slots, self.runtime.settings.send_batch_size)
+        try:
+            outbox.publish(retry=False)
+        except Exception as error:  # the broker is down: their leases bring them back
+            _AtCommitPause.pause(error)
+
+
+class _AtCommitPause:
+    """After Redis or the broker failed a producer, it dispatches nothing at commit for a while."""
+
+    until = 0.0
+    PAUSE_S = 30.0
+
+    @classmethod
+    def pause(cls, error: Exception) -> None:
+        log.warning("dispatch at commit paused for %.0f s: %s", cls.PAUSE_S, error)
+        cls.until = time.monotonic() + cls.PAUSE_S

@@ -20,10 +20,12 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from worker.dispatch import AtCommit
 from worker.planning import FileInput, Plan, PlanningError, Problem, normalize_number, plan_message
 from worker.runtime import Runtime
 from worker.store.models import utcnow
-from worker.store.new_messages import NewMessage, existing_message, insert_messages, look_up_line
+from worker.store.new_messages import LineFacts, NewMessage, existing_message, insert_messages, look_up_line
+from worker.store.states import Priority
 
 IDEMPOTENCY_KEY_MAX = 200
 MAX_TEXTS_PER_CALL = 10_000  # one transaction; more in one call would hold it open too long
@@ -41,6 +43,7 @@ class TextRequest:
     send_at: datetime | None = None
     expires_at: datetime | None = None
     metadata: Mapping[str, Any] | None = None
+    priority: str | Priority = "normal"
 
 
 def enqueue(
@@ -54,9 +57,12 @@ def enqueue(
     send_at: datetime | None = None,
     expires_at: datetime | None = None,
     metadata: Mapping[str, Any] | None = None,
+    priority: str | Priority = "normal",
 ) -> int:
     """Record one message to send and return its id (see `tasks.send_message`)."""
-    request = TextRequest(line, to, body, attachments, idempotency_key, send_at, expires_at, metadata)
+    request = TextRequest(
+        line, to, body, attachments, idempotency_key, send_at, expires_at, metadata, priority
+    )
     return _enqueue(runtime, [request], indexed=False)[0]
 
 
@@ -110,15 +116,18 @@ def _enqueue(
         found += _named(own, n if indexed else None)
         plan = checked[-1].plan if checked[-1] else None
         line_numbers.append(plan.line if plan else _line_number(runtime, request.line) if request else None)
+    at_commit = AtCommit(runtime)
     try:
         with runtime.engine.begin() as connection:
-            return _record_all(connection, requests, checked, line_numbers, now, found, indexed)
+            ids = _record_all(connection, requests, checked, line_numbers, now, found, indexed, at_commit)
     except IntegrityError:
         # An idempotency key raced us from another producer: take them one by one, so that each
         # finds the message that won.
         if len(requests) == 1 and requests[0] is not None:
             return [_existing_after_race(runtime, line_numbers[0], requests[0].idempotency_key)]
         return [_enqueue(runtime, [r], indexed=False)[0] for r in requests]
+    at_commit.publish()
+    return ids
 
 
 def _named(problems: list[Problem], index: int | None) -> list[Problem]:
@@ -134,10 +143,21 @@ def _check(
     plan = _plan(runtime, request, problems)
     send_at, expires_at = _check_times(request.send_at, request.expires_at, now, problems)
     _check_extras(request.idempotency_key, request.metadata, problems)
+    priority = _check_priority(request.priority, problems)
     if plan is None or problems:
         return None
     # The line's id comes from the database, with the other checks that need it.
-    return NewMessage(0, plan, request.idempotency_key, send_at, expires_at, request.metadata)
+    return NewMessage(0, plan, request.idempotency_key, send_at, expires_at, request.metadata, priority)
+
+
+def _check_priority(value: object, problems: list[Problem]) -> Priority:
+    if isinstance(value, Priority):
+        return value
+    try:
+        return Priority.named(value) if isinstance(value, str) else Priority.named(repr(value))
+    except ValueError as error:
+        problems.append(Problem("priority", str(error)))
+        return Priority.NORMAL
 
 
 def _plan(runtime: Runtime, request: TextRequest, problems: list[Problem]) -> Plan | None:
@@ -205,10 +225,13 @@ def _record_all(
     now: datetime,
     problems: list[Problem],
     indexed: bool,
+    at_commit: AtCommit,
 ) -> list[int]:
-    """Look the lines, opt-outs and idempotency keys up (a query per line), then insert what is new."""
+    """Look the lines, opt-outs and idempotency keys up (a query per line), then insert what is new
+    (what may go at once already released to the workers: `at_commit`)."""
     ids: list[int | None] = [None] * len(requests)
     line_ids: list[int] = [0] * len(requests)
+    lines: dict[int, LineFacts] = {}
     for number in {n for n in line_numbers if n is not None}:
         mine = [i for i, n in enumerate(line_numbers) if n == number]
         mine_checked = [c for i in mine if (c := checked[i])]
@@ -220,6 +243,7 @@ def _record_all(
             hint = f"unknown line {number}: add it with `outbox line add {raw}`"
             problems += [p for i in mine for p in _named([Problem("line", hint)], i if indexed else None)]
             continue
+        lines[found.line_id] = found
         for i in mine:
             line_ids[i], c = found.line_id, checked[i]
             if c is not None and c.idempotency_key in found.existing:
@@ -230,9 +254,9 @@ def _record_all(
     if problems:
         raise PlanningError(problems)
     fresh, repeats = _new_requests(checked, line_ids, ids)
-    inserted = insert_messages(
-        connection, [replace(c, line_id=line_ids[i]) for i in fresh if (c := checked[i])], now
-    )
+    items = [replace(c, line_id=line_ids[i]) for i in fresh if (c := checked[i])]
+    inserted = insert_messages(connection, items, now, at_commit.lease(connection, items, lines, now))
+    at_commit.recorded(inserted)
     for i, message_id in zip(fresh, inserted, strict=True):
         ids[i] = message_id
     for i, first in repeats.items():

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.support.services import REDIS_HOST, REDIS_PORT
-from worker.ratelimit import LineRateLimiter
+from worker.ratelimit import LineRateLimiter, Wanted
 
 
 @pytest.fixture
@@ -72,3 +72,18 @@ def test_a_costlier_text_takes_a_longer_slot(limiter: LineRateLimiter) -> None:
     waits = limiter.reserve(1, rate_per_s=4.0, wanted=3, horizon_s=2.0, costs=[1.0, 3.0, 1.0])
     assert waits == pytest.approx([0, 0.25, 1.0], abs=0.01)  # the MMS at 0.25 s holds three slots
     assert limiter.reserve(1, rate_per_s=4.0, wanted=1, horizon_s=2.0) == [pytest.approx(1.25, abs=0.01)]
+
+
+def test_one_call_reserves_for_many_lines_each_at_its_own_rate(limiter: LineRateLimiter) -> None:
+    waits = limiter.reserve_many(
+        [
+            Wanted(1, 4.0, [1.0] * 10),
+            Wanted(2, 0.0, [1.0] * 3),
+            Wanted(3, 2.0, [2.0, 1.0]),
+            Wanted(4, 1.0, []),
+        ],
+        horizon_s=1.0,
+    )
+    assert len(waits[1]) == 4 and waits[2] == [0.0] * 3 and waits[4] == []
+    assert waits[3] == [pytest.approx(0, abs=0.01)]  # a cost of 2 at 2/s: the next slot is a second away
+    assert limiter.reserve(1, rate_per_s=4.0, wanted=1, horizon_s=2.0) == [pytest.approx(1.0, abs=0.02)]

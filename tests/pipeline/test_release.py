@@ -4,29 +4,22 @@ not the whole backlog. Real Redis and both databases; the broker is this test ru
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import event, update
 from sqlmodel import Session, col, select
 
-from config.settings import settings_from
 from tests.e2e.conftest import image
-from worker.app import configure
-from worker.constants import SEND_QUEUE
+from tests.pipeline.conftest import LINE, OTHER, set_rates
+from tests.pipeline.conftest import published as published_tasks
+from worker.dispatch import Slot, batches
 from worker.enqueue import TextRequest, enqueue_many
-from worker.release import Slot, batches, eligible_parts, release_due
-from worker.runtime import Runtime, get_runtime
-from worker.store.db import migrate, transaction
+from worker.release import OVERFETCH, release_due
+from worker.runtime import Runtime
 from worker.store.models import Line, Part, utcnow
-
-LINE, OTHER = "5556661234", "5556667777"
-
+from worker.store.queue import Head, behind_an_earlier_part, due_heads, waiting_behind_earlier
 
 slots = st.lists(
     st.builds(
@@ -61,43 +54,25 @@ def test_lines_take_turns_when_their_slots_are_equal() -> None:
     assert 1 in grouped[0][0]  # the other line's text is in the first task, not after the blast
 
 
-@pytest.fixture
-def runtime(database_url: str, redis_db: int) -> Iterator[Runtime]:
-    url = f"redis://127.0.0.1:6379/{redis_db}"
-    configure(settings_from({"OUTBOX_BROKER_URL": url, "OUTBOX_DATABASE_URL": database_url}))
-    runtime = get_runtime()
-    migrate(runtime.engine)
-    runtime.redis.flushdb()
-    with transaction(runtime.engine) as session:
-        for number in (LINE, OTHER):
-            session.add(Line(phone="+1" + number, username=number, session_key="k:1", state="active"))
-    yield runtime
-    runtime.redis.flushdb()
-    runtime.close()
-
-
-def _set_rates(runtime: Runtime, rate: float | None) -> None:
-    with Session(runtime.engine) as session:
-        session.execute(update(Line).values(rate_per_s=rate))
-        session.commit()
-
-
-def _published(runtime: Runtime) -> list[list[int]]:
-    """The message ids of every send task in the broker, oldest first (kombu pushes on the left)."""
-    tasks = []
-    for raw in reversed(runtime.redis.lrange(SEND_QUEUE, 0, -1)):
-        args, _, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
-        tasks.append(args[0])
-    return tasks
+def eligible_parts(session: Session, line_id: int, now: datetime, limit: int) -> list[Head]:
+    """The line's due parts whose turn it is, in queue order (as the release job reads them)."""
+    heads = [
+        h
+        for h in due_heads(session, now, default_rate=0, horizon_s=1, per_slot=4, unlimited=100)
+        if h.line_id == line_id
+    ]
+    blocked = waiting_behind_earlier(session, [h.turn for h in heads], now)
+    later = behind_an_earlier_part(session, heads)
+    return [h for h in heads if h.message_id not in blocked and h.part_id not in later][:limit]
 
 
 def test_an_unlimited_blast_fills_the_queue_only_so_far_and_shares_it(runtime: Runtime) -> None:
-    _set_rates(runtime, 0.0)
+    set_rates(runtime, 0.0)
     blast = enqueue_many(runtime, [TextRequest(LINE, f"+1425555{n:04d}", f"blast {n}") for n in range(1500)])
     [other] = enqueue_many(runtime, [TextRequest(OTHER, "+12065550001", "hello")])
     depth = runtime.settings.send_queue_min_depth
     first = release_due(runtime)
-    published = _published(runtime)
+    published = published_tasks(runtime)
     assert first["sends"] <= depth // 2 + 1  # two lines with work: each gets half the room
     assert other in published[0]  # the other line's text rides in the first task
     assert max(len(ids) for ids in published) <= runtime.settings.send_batch_size
@@ -111,27 +86,27 @@ def test_an_unlimited_blast_fills_the_queue_only_so_far_and_shares_it(runtime: R
         )
         session.commit()
     assert release_due(runtime)["sends"] == 2 * depth  # they took a full queue: the target doubles
-    published = [m for ids in _published(runtime) for m in ids]
+    published = [m for ids in published_tasks(runtime) for m in ids]
     assert len(published) == len(set(published)) == 3 * depth and set(published) < {*blast, other}
 
 
 def test_a_rate_limited_line_gets_a_second_of_slots_per_run(runtime: Runtime) -> None:
-    _set_rates(runtime, 5.0)
+    set_rates(runtime, 5.0)
     enqueue_many(runtime, [TextRequest(LINE, f"+1425555{n:04d}", f"text {n}") for n in range(100)])
     assert release_due(runtime)["sends"] == 5  # slots 0, 0.2, ... 0.8 s: within the release period
     assert release_due(runtime)["sends"] <= 1  # the next ones are more than a second away
 
 
 def test_a_recipients_later_text_waits_for_the_earlier_one(runtime: Runtime) -> None:
-    _set_rates(runtime, 0.0)
+    set_rates(runtime, 0.0)
     texts = [("+12065550001", "first"), ("+12065550002", "other"), ("+12065550001", "second")]
     ids = enqueue_many(runtime, [TextRequest(LINE, to, body) for to, body in texts])
     with Session(runtime.engine) as session:
         line_id = session.exec(select(Line.id).where(Line.phone == "+1" + LINE)).one() or 0
-        turns = [row.message_id for row in eligible_parts(session, line_id, utcnow(), 10)]
+        turns = [head.message_id for head in eligible_parts(session, line_id, utcnow(), 10)]
         assert turns == ids[:2]
         later = [
-            row.message_id for row in eligible_parts(session, line_id, utcnow() - timedelta(hours=1), 10)
+            head.message_id for head in eligible_parts(session, line_id, utcnow() - timedelta(hours=1), 10)
         ]
         assert later == []  # nothing is due an hour ago
 
@@ -139,25 +114,26 @@ def test_a_recipients_later_text_waits_for_the_earlier_one(runtime: Runtime) -> 
 def test_turns_are_checked_for_the_head_of_the_backlog_only(runtime: Runtime) -> None:
     """The turn checks (earlier text to the same recipient, earlier part) bind the few parts a run
     may release, never the backlog: a query over a whole blast once took seconds after it arrived."""
-    _set_rates(runtime, 5.0)
+    set_rates(runtime, 5.0)
     enqueue_many(runtime, [TextRequest(LINE, f"+1425555{n:04d}", f"text {n}") for n in range(3000)])
-    turn_checks: list[tuple[bool, int]] = []
+    turn_checks: list[int] = []
 
     def watch(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if "EXISTS" in statement.upper():  # bound to the listed messages, not correlated over the line
-            turn_checks.append(("message.id IN (" in statement, len(parameters)))
+        if "message.state IN ('queued'" in statement:  # the probe of the messages in flight
+            turn_checks.append(len(parameters))
 
     event.listen(runtime.engine, "before_cursor_execute", watch)
     try:
         assert release_due(runtime)["sends"] == 5
     finally:
         event.remove(runtime.engine, "before_cursor_execute", watch)
-    # About OVERFETCH x the line's cap of message ids, and a few other binds.
-    assert turn_checks and all(listed and binds <= 4 * 6 + 10 for listed, binds in turn_checks), turn_checks
+    # The line and the recipients of about OVERFETCH x the line's cap of heads, and the time.
+    cap = 5 + 2
+    assert turn_checks and all(binds <= 2 * OVERFETCH * cap + 10 for binds in turn_checks), turn_checks
 
 
 def test_a_messages_later_part_waits_for_the_earlier_one(runtime: Runtime) -> None:
-    _set_rates(runtime, 0.0)
+    set_rates(runtime, 0.0)
     pictures = [image("png"), image("jpg"), image("gif")]  # two files an MMS: two parts
     [message_id] = enqueue_many(runtime, [TextRequest(LINE, "+12065550001", "Three pictures", pictures)])
     with Session(runtime.engine) as session:
@@ -166,28 +142,28 @@ def test_a_messages_later_part_waits_for_the_earlier_one(runtime: Runtime) -> No
             select(Part).where(Part.message_id == message_id).order_by(col(Part.position))
         ).all()
         assert len(parts) >= 2
-        assert [row.id for row in eligible_parts(session, line_id, utcnow(), 10)] == [parts[0].id]
+        assert [head.part_id for head in eligible_parts(session, line_id, utcnow(), 10)] == [parts[0].id]
         parts[0].state = "sent"
         session.commit()
-        assert [row.id for row in eligible_parts(session, line_id, utcnow(), 10)] == [parts[1].id]
+        assert [head.part_id for head in eligible_parts(session, line_id, utcnow(), 10)] == [parts[1].id]
 
 
 def test_an_mms_costs_its_line_the_slots_the_setting_says(runtime: Runtime) -> None:
     runtime.settings = runtime.settings.model_copy(update={"mms_send_cost": 2.0})
-    _set_rates(runtime, 4.0)
+    set_rates(runtime, 4.0)
     texts = [TextRequest(LINE, f"+1206555{n:04d}", "a picture", [image("png")]) for n in range(6)]
     enqueue_many(runtime, texts)
     assert release_due(runtime)["sends"] == 2  # slots at 0 and 0.5 s: each MMS holds two quarter-seconds
 
 
 def test_sends_the_broker_lost_are_released_again_at_once_not_after_their_lease(runtime: Runtime) -> None:
-    _set_rates(runtime, 0.0)
+    set_rates(runtime, 0.0)
     ids = enqueue_many(runtime, [TextRequest(LINE, f"+1425555{n:04d}", f"text {n}") for n in range(40)])
     assert release_due(runtime)["sends"] == 40
     later = utcnow() + timedelta(seconds=10)  # still well inside their lease (release_lease_s)
     assert release_due(runtime, later)["sends"] == 0  # the broker holds them: nothing to do
     runtime.broker.flushdb()  # Redis restarted empty: every task gone
     assert release_due(runtime, later)["sends"] == 40
-    assert sorted(m for batch in _published(runtime) for m in batch) == ids
+    assert sorted(m for batch in published_tasks(runtime) for m in batch) == ids
     with Session(runtime.engine) as session:
         assert set(session.exec(select(Part.releases)).all()) == {2}

@@ -44,6 +44,9 @@ def send(
     idempotency_key: str = typer.Option(None, help="Sending twice with the same key sends once."),
     send_at: str = typer.Option(None, help="ISO-8601 time to send at (UTC if no offset)."),
     expires_at: str = typer.Option(None, help="ISO-8601 time after which it is rejected, not sent."),
+    priority: str = typer.Option(
+        "normal", help="high (ahead of everything waiting on the line), normal or bulk (after both)."
+    ),
     as_json: bool = typer.Option(False, "--json", help='Print {"id": ...}.'),
 ) -> None:
     """Queue a text; prints the message id."""
@@ -64,6 +67,7 @@ def send(
             idempotency_key=idempotency_key,
             send_at=_when(send_at, "--send-at"),
             expires_at=_when(expires_at, "--expires-at"),
+            priority=priority,
         )
     except PlanningError as error:
         fail(str(error), code=2)

@@ -9,10 +9,10 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from worker.dispatch import waiting_for_predecessor
 from worker.send.values import Claimed, Outcome
 from worker.store.consent import suppressed_numbers
 from worker.store.models import Attachment, Line, Part
+from worker.store.queue import Turn, waiting_behind_earlier
 from worker.store.record import Locked, lock_messages, move_part
 from worker.store.schedule import await_login, release_again, take_claim, to_reconcile
 from worker.store.states import LineState, Source, State
@@ -24,7 +24,7 @@ def _label(locked: Locked, part: Part) -> str:
 
 
 def claim_all(
-    session: Session, message_ids: Sequence[int], token: str, now: datetime
+    session: Session, message_ids: Sequence[int], token: str, worker: str, now: datetime
 ) -> tuple[list[Claimed], list[Outcome]]:
     """Claim each message's next part if it may go now; the others get an outcome saying why not."""
     lockeds = lock_messages(session, message_ids)
@@ -38,7 +38,10 @@ def claim_all(
         else:
             ready.append((locked, decided))
     stopped = _opted_out(session, [locked for locked, _ in ready])
-    behind = waiting_for_predecessor(session, [locked.message.id or 0 for locked, _ in ready], now)
+    turns = [
+        Turn(m.id or 0, m.line_id, m.recipient, m.priority) for m in (locked.message for locked, _ in ready)
+    ]
+    behind = waiting_behind_earlier(session, turns, now)
     claims = []
     for locked, part in ready:
         line = lines[locked.message.line_id]
@@ -46,7 +49,7 @@ def claim_all(
         if why is not None:
             outcomes.append(why)
         else:
-            claims.append(_take_claim(session, locked, part, line, token, now))
+            claims.append(_take_claim(session, locked, part, line, token, worker, now))
     return _with_files(session, claims), outcomes
 
 
@@ -133,10 +136,10 @@ def _blocked(
 
 
 def _take_claim(
-    session: Session, locked: Locked, part: Part, line: Line, token: str, now: datetime
+    session: Session, locked: Locked, part: Part, line: Line, token: str, worker: str, now: datetime
 ) -> Claimed:
     """Move the part to sending under this task's token (its rows are locked: nobody else can)."""
-    take_claim(part, token, now)
+    take_claim(part, token, worker, now)
     move_part(session, locked, part, State.SENDING, Source.SEND, now, description=f"attempt {part.attempts}")
     return Claimed(
         message_id=part.message_id,

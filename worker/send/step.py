@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from worker.dispatch import Outbox
 from worker.hooks import notify_final
+from worker.liveness import may_send
 from worker.logs import message_context
 from worker.retry import INFRASTRUCTURE_ERRORS
 from worker.runtime import Runtime
@@ -19,19 +20,24 @@ from worker.store.db import transaction
 from worker.store.models import utcnow
 from worker.store.record import quarantine
 from worker.store.states import Source
-from worker.zipwhip.errors import ProviderError
+from worker.zipwhip.errors import Classification, ErrorKind, ProviderError
 
 log = logging.getLogger(__name__)
 
 SUMMARY_DETAIL_MAX = 3  # a batch's summary lists each message up to this many; beyond, it counts
 
 
-def send_step(runtime: Runtime, message_ids: Sequence[int], token: str) -> str:
-    """Run one send task for a batch of messages; returns a short summary for Flower (ids only)."""
+def send_step(runtime: Runtime, message_ids: Sequence[int], token: str, worker: str = "") -> str:
+    """Run one send task for a batch of messages; returns a short summary for Flower (ids only).
+
+    `token` is the task's delivery (a redelivery finds its own claims); `worker` the worker running it
+    (its claims come back at once if it dies)."""
     outbox = Outbox()
-    claims, outcomes = _claim(runtime, list(message_ids), token)
+    claims, outcomes = _claim(runtime, list(message_ids), token, worker)
     if claims:
-        answers = call_all(runtime, claims)
+        answers: list[Accepted | ProviderError] = (
+            call_all(runtime, claims) if may_send() else [_fenced() for _ in claims]
+        )
         outcomes += _record(runtime, claims, answers, token, outbox)
         outbox.publish()
     for outcome in outcomes:
@@ -42,13 +48,23 @@ def send_step(runtime: Runtime, message_ids: Sequence[int], token: str) -> str:
     return summarize(outcomes)
 
 
-def _claim(runtime: Runtime, ids: list[int], token: str) -> tuple[list[Claimed], list[Outcome]]:
+def _fenced() -> ProviderError:
+    """What a worker that cannot prove it is alive (it may have been declared dead, and its claims
+    handed to reconciliation) answers itself instead of calling the provider: nothing was sent."""
+    return ProviderError(
+        ErrorKind.CONNECTION_FAILED,
+        Classification.RETRYABLE,
+        "not sent: this worker is not known to be alive",
+    )
+
+
+def _claim(runtime: Runtime, ids: list[int], token: str, worker: str) -> tuple[list[Claimed], list[Outcome]]:
     """Claim the batch in one transaction. If that raises (and not for a database or Redis outage,
     which Celery retries), claim each text on its own: one poison text (a bug, a bad row) is then
     quarantined alone instead of sinking the batch with it, again on every release."""
     try:
         with transaction(runtime.engine) as session:
-            return claim_all(session, ids, token, utcnow())
+            return claim_all(session, ids, token, worker, utcnow())
     except INFRASTRUCTURE_ERRORS:
         raise
     except Exception as error:
@@ -59,7 +75,7 @@ def _claim(runtime: Runtime, ids: list[int], token: str) -> tuple[list[Claimed],
     claims: list[Claimed] = []
     outcomes: list[Outcome] = []
     for message_id in ids:
-        claimed, outcome = _claim(runtime, [message_id], token)
+        claimed, outcome = _claim(runtime, [message_id], token, worker)
         claims += claimed
         outcomes += outcome
     return claims, outcomes

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from worker.store.states import LineState, State
+from worker.store.states import IN_FLIGHT_SQL, LineState, Priority, State
 
 
 def utcnow() -> datetime:
@@ -35,14 +35,23 @@ class Message(SQLModel, table=True):
 
     __table_args__ = (
         UniqueConstraint("line_id", "idempotency_key", name="uq_message_line_idempotency"),
-        Index("ix_message_line_recipient", "line_id", "recipient", "id"),
-        Index("ix_message_state", "state"),
+        # Messages still in flight, by line and recipient: the one-recipient order check probes it
+        # per candidate, and its size follows what is in flight, never the history.
+        Index(
+            "ix_message_in_flight",
+            "line_id",
+            "recipient",
+            "id",
+            postgresql_where=text(IN_FLIGHT_SQL),
+            sqlite_where=text(IN_FLIGHT_SQL),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     line_id: int = Field(foreign_key="line.id")
     recipient: str = Field(description="E.164")
     state: str = Field(default=State.QUEUED.value)
+    priority: int = Field(default=Priority.NORMAL.value, description="0 high, 1 normal, 2 bulk")
     idempotency_key: str | None = None
     send_at: datetime | None = None
     expires_at: datetime | None = None
@@ -60,7 +69,7 @@ class Part(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("message_id", "position", name="uq_part_message_position"),
         Index("ix_part_state_due", "state", "due_at"),
-        Index("ix_part_line_state_due", "line_id", "state", "due_at", "id"),
+        Index("ix_part_line_state_due", "line_id", "state", "priority", "due_at", "id"),
         Index("ix_part_state_poll", "state", "next_poll_at"),
         Index("ix_part_provider_id", "provider_id"),
         Index("ix_part_dispatched", "dispatched_at"),
@@ -76,6 +85,9 @@ class Part(SQLModel, table=True):
     body_bytes: int
     payload_bytes: int
     state: str = Field(default=State.QUEUED.value)
+    priority: int = Field(
+        default=Priority.NORMAL.value, description="its message's, for the line's queue order"
+    )
     attempts: int = 0
     releases: int = Field(default=0, description="send tasks published for it; bounds a poison message")
     due_at: datetime | None = Field(
@@ -86,6 +98,7 @@ class Part(SQLModel, table=True):
     )
     claimed_at: datetime | None = None
     claim_token: str | None = Field(default=None, description="the task delivery that claimed it")
+    claimed_by: str | None = Field(default=None, description="the worker that claimed it (its liveness key)")
     provider_id: str | None = None
     fingerprint: str | None = None
     status_code: int | None = None

@@ -9,12 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert
+from sqlalchemy import select as sa_select  # sqlmodel's select takes at most four columns
 from sqlmodel import col, select
 
 from worker.planning import Attachment as PlannedFile
 from worker.planning import Plan, PlannedPart
 from worker.store.models import Attachment, Line, Message, OptOut, Part, StatusEvent
-from worker.store.states import Source, State
+from worker.store.states import LineState, Priority, Source, State
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ class NewMessage:
     send_at: datetime | None
     expires_at: datetime | None
     metadata: Mapping[str, Any] | None
+    priority: int = Priority.NORMAL
+
+    def due(self, now: datetime) -> datetime:
+        """When its first part is due: now, or its scheduled time."""
+        return self.send_at if self.send_at and self.send_at > now else now
 
 
 @dataclass(frozen=True)
@@ -36,18 +42,26 @@ class LineFacts:
     line_id: int
     opted_out: set[str]  # of the recipients asked about
     existing: dict[str, int]  # message id by idempotency key, of the keys asked about
+    can_send: bool = False  # logged in and active: its texts may be dispatched at commit
+    rate_per_s: float | None = None  # its own rate, if it has one
 
 
 # Built once: building them on every call showed in the producer's profile.
 _LINE_AND_OPT_OUTS = (
-    select(Line.id, OptOut.number)
+    sa_select(
+        col(Line.id),
+        col(OptOut.number),
+        col(Line.state),
+        col(Line.session_key).is_not(None),
+        col(Line.rate_per_s),
+    )
     .outerjoin(
         OptOut,
         (col(OptOut.line_id) == col(Line.id))
         & col(OptOut.number).in_(bindparam("recipients", expanding=True))
         & col(OptOut.lifted_at).is_(None),
     )
-    .where(Line.phone == bindparam("phone"))
+    .where(col(Line.phone) == bindparam("phone"))
 )
 _EXISTING_KEYS = select(Message.idempotency_key, Message.id).where(
     Message.line_id == bindparam("line_id"),
@@ -65,9 +79,11 @@ def look_up_line(
     rows = connection.execute(_LINE_AND_OPT_OUTS, {"phone": number, "recipients": recipients}).all()
     if not rows:
         return None
-    line_id = int(rows[0][0])
+    line_id, _, state, has_key, rate = rows[0]
     existing = connection.execute(_EXISTING_KEYS, {"line_id": line_id, "keys": keys}).all() if keys else []
-    return LineFacts(line_id, {n for _, n in rows if n}, {k: int(i) for k, i in existing})
+    can_send = state == LineState.ACTIVE.value and bool(has_key)
+    opted_out = {row[1] for row in rows if row[1]}
+    return LineFacts(int(line_id or 0), opted_out, {k: int(i) for k, i in existing}, can_send, rate)
 
 
 def existing_message(connection: Connection, line_number: str | None, key: str | None) -> int | None:
@@ -79,18 +95,26 @@ def existing_message(connection: Connection, line_number: str | None, key: str |
     return int(found[1]) if found else None
 
 
-def insert_messages(connection: Connection, items: list[NewMessage], now: datetime) -> list[int]:
+def insert_messages(
+    connection: Connection,
+    items: list[NewMessage],
+    now: datetime,
+    leased: Mapping[int, datetime] | None = None,
+) -> list[int]:
     """The messages, their parts, their files and their first history rows: one statement per table
-    (many rows each), so a blast costs about what one message does."""
+    (many rows each), so a blast costs about what one message does. `leased` (by index in `items`)
+    are dispatched at commit: their first part is written already released, due again at its lease."""
     if not items:
         return []
     rows = [_message_row(m, now) for m in items]
     message_ids = [int(i or 0) for i in connection.execute(_INSERT_MESSAGES, rows).scalars()]
     parts, files = [], []
-    for message_id, m in zip(message_ids, items, strict=True):
-        due = m.send_at if m.send_at and m.send_at > now else now
+    for n, (message_id, m) in enumerate(zip(message_ids, items, strict=True)):
         for planned in m.plan.parts:
-            parts.append(_part_row(message_id, m.line_id, planned, due))
+            row = _part_row(message_id, m, planned, m.due(now))
+            if planned.index == 0 and leased and n in leased:
+                row.update(dispatched_at=now, due_at=leased[n], releases=1)
+            parts.append(row)
             files.append(planned.attachments)
     if any(files):
         part_ids = [int(i or 0) for i in connection.execute(_INSERT_PARTS, parts).scalars()]
@@ -116,15 +140,17 @@ def _message_row(c: NewMessage, now: datetime) -> dict[str, Any]:
         "send_at": c.send_at,
         "expires_at": c.expires_at,
         "meta": dict(c.metadata) if c.metadata else None,
+        "priority": c.priority,
         "created_at": now,
         "updated_at": now,
     }
 
 
-def _part_row(message_id: int, line_id: int, planned: PlannedPart, due: datetime) -> dict[str, Any]:
+def _part_row(message_id: int, m: NewMessage, planned: PlannedPart, due: datetime) -> dict[str, Any]:
     return {
         "message_id": message_id,
-        "line_id": line_id,
+        "line_id": m.line_id,
+        "priority": m.priority,
         "position": planned.index,
         "kind": planned.kind.value,
         "body": planned.body,
@@ -135,6 +161,7 @@ def _part_row(message_id: int, line_id: int, planned: PlannedPart, due: datetime
         "releases": 0,
         "poll_count": 0,
         "due_at": due,
+        "dispatched_at": None,
     }
 
 

@@ -83,9 +83,29 @@ def release_lost(session: Session, now: datetime, published_before: datetime) ->
     return lost.rowcount or 0
 
 
-def take_claim(part: Part, token: str, now: datetime) -> None:
-    """The send task with this token takes the part: one more attempt, no longer due."""
+def release_held(session: Session, message_ids: Sequence[int], now: datetime) -> int:
+    """The released, unclaimed parts of these messages are due now: the worker that held their send
+    tasks died. Returns how many."""
+    if not message_ids:
+        return 0
+    held = session.exec(
+        update(Part)
+        .where(
+            col(Part.message_id).in_(sorted(set(message_ids))),
+            col(Part.state).in_(_WAITING),
+            col(Part.dispatched_at).is_not(None),
+        )
+        .values(dispatched_at=None, due_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    return held.rowcount or 0
+
+
+def take_claim(part: Part, token: str, worker: str, now: datetime) -> None:
+    """The send task with this token, run by this worker, takes the part: one more attempt, no
+    longer due."""
     part.claim_token = token
+    part.claimed_by = worker or None
     part.claimed_at = now
     part.dispatched_at = part.due_at = None
     part.attempts += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class State(StrEnum):
@@ -17,6 +17,33 @@ class State(StrEnum):
     DELIVERED = "delivered"  # final: the carrier or handset confirmed it
     FAILED = "failed"  # final: the provider or carrier refused it, or attempts ran out
     REJECTED = "rejected"  # final: never sent (opted-out recipient, expired, invalid)
+
+
+class Priority(IntEnum):
+    """How soon a text goes on its line, ahead of the others there: the lower, the sooner.
+
+    High texts (a one-time code, an appointment moved) take their line's next rate slots ahead of
+    normal ones, normal ahead of bulk (a campaign). Texts of one priority go in enqueue order; to one
+    recipient, a text never overtakes an earlier one of its own priority or a more urgent one, but an
+    urgent text may overtake a less urgent one (an urgent text does not wait behind a campaign).
+    """
+
+    HIGH = 0
+    NORMAL = 1
+    BULK = 2
+
+    @property
+    def label(self) -> str:
+        """The name users write: "high", "normal" or "bulk"."""
+        return self.name.lower()
+
+    @classmethod
+    def named(cls, label: str) -> Priority:
+        """The priority a user wrote; ValueError for anything else."""
+        try:
+            return cls[label.upper()]
+        except KeyError:
+            raise ValueError(f"priority must be high, normal or bulk, not {label!r}") from None
 
 
 class LineState(StrEnum):
@@ -38,6 +65,8 @@ class Source(StrEnum):
 
 
 FINAL_STATES = frozenset({State.DELIVERED, State.FAILED, State.REJECTED})
+# A message in one of these states may still hold back a later one to the same recipient.
+IN_FLIGHT_SQL = "state IN ('queued', 'sending', 'retrying', 'unknown')"
 WAITING_STATES = frozenset({State.QUEUED, State.RETRYING})  # may be claimed when due
 NOT_YET_ACCEPTED = frozenset({State.QUEUED, State.SENDING, State.RETRYING, State.UNKNOWN})
 
