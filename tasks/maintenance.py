@@ -1,6 +1,7 @@
 """Beat's jobs (queue `control`): release due work, sweep what was left behind.
 
-Each runs under a Redis lock so that two runs never overlap, even with several workers.
+Each runs under a Redis lock, kept alive while it works, so that two runs never overlap, even with
+several workers, and a long run never fails for having outlived its lock.
 """
 
 from __future__ import annotations
@@ -8,23 +9,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from worker.app import app
-from worker.constants import LOCK_KEY, TASK_RELEASE, TASK_SWEEP
+from worker.constants import TASK_RELEASE, TASK_SWEEP
+from worker.locks import exclusive
 from worker.release import release_due
 from worker.runtime import Runtime, get_runtime
 from worker.sweeper import sweep as sweep_once
 
-LOCK_TIMEOUT_S = 60
+LOCK_TIMEOUT_S = 60  # a run whose worker died frees its job this long after its last renewal
 
 
 def _exclusively(name: str, job: Callable[[Runtime], dict[str, int]]) -> str:
     runtime = get_runtime()
-    lock = runtime.redis.lock(LOCK_KEY + name, timeout=LOCK_TIMEOUT_S, blocking=False)
-    if not lock.acquire():
-        return f"{name}: another run is under way"
-    try:
+    with exclusive(runtime.redis, name, LOCK_TIMEOUT_S) as mine:
+        if not mine:
+            return f"{name}: another run is under way"
         counts = job(runtime)
-    finally:
-        lock.release()
     return f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
