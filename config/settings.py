@@ -97,7 +97,9 @@ class Settings(BaseSettings):
     poll_horizon_s: float = Field(72 * 3600, description="After this long without a final status: unknown.")
     reconcile_delay_s: float = Field(5.0, description="Wait after an ambiguous send before looking for it.")
     reconcile_settle_s: float = Field(
-        30.0, description="An ambiguous send not found at the provider this long after it is sent again."
+        15.0,
+        description="An ambiguous send not found at the provider this long after its attempt is sent "
+        "again (above the read timeout: any request the provider got has landed by then).",
     )
     reconcile_window_s: float = Field(
         60.0, description="How far before an ambiguous attempt message/list is searched (clock skew)."

@@ -18,7 +18,7 @@ from celery.signals import (
 
 from config.celery import celery_config
 from config.settings import Settings, get_settings
-from worker.constants import TASK_SEND
+from worker.constants import TASK_POLL_LINE, TASK_RECONCILE, TASK_SEND
 from worker.liveness import hold, identity, let_go, start_heartbeat, stop_heartbeat
 from worker.logs import setup_logging
 from worker.runtime import get_runtime, reset_runtime
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 def configure(settings: Settings) -> None:
     """Point this process's app and runtime at other settings (tests, embedded use)."""
     app.conf.update(celery_config(settings))
+    # The app keeps the producer pool of the broker it first published to: forget it, or this process
+    # would go on publishing to the old broker (kombu keeps one pool per broker URL for us).
+    app._after_fork()
     reset_runtime(settings)
 
 
@@ -66,23 +69,27 @@ def _stop_heartbeat(**_: Any) -> None:
     stop_heartbeat()
 
 
+# The tasks whose ids a worker notes while it holds them, and the kind it notes them under.
+_HELD = {TASK_SEND: "send", TASK_RECONCILE: "reconcile", TASK_POLL_LINE: "poll"}
+
+
 @task_received.connect
 def _note_held(request: Any = None, **_: Any) -> None:
-    """Note the texts of a send task this worker now holds (one waiting for its slot included), so
-    that they come back at once if the worker dies with it."""
-    if request is not None and request.name == TASK_SEND:
-        _safely(hold, request.hostname, request.args[0] if request.args else [])
+    """Note what the tasks this worker now holds are for (a send waiting for its slot included), so
+    that it comes back at once if the worker dies with them."""
+    if request is not None and request.name in _HELD and request.args:
+        _safely(hold, request.hostname, _HELD[request.name], request.args[0])
 
 
 @task_postrun.connect
 def _note_done(task: Any = None, args: Any = None, **_: Any) -> None:
-    if task is not None and task.name == TASK_SEND and args:
-        _safely(let_go, task.request.hostname, args[0])
+    if task is not None and task.name in _HELD and args:
+        _safely(let_go, task.request.hostname, _HELD[task.name], args[0])
 
 
-def _safely(note: Any, hostname: str, ids: Any) -> None:
-    """Bookkeeping never fails a task: without it a dead worker's texts come back at their lease."""
+def _safely(note: Any, hostname: str, kind: str, ids: Any) -> None:
+    """Bookkeeping never fails a task: without it a dead worker's work comes back at its lease."""
     try:
-        note(get_runtime().redis, identity(hostname), [ids] if isinstance(ids, int) else list(ids))
+        note(get_runtime().redis, identity(hostname), kind, [ids] if isinstance(ids, int) else list(ids))
     except Exception:
-        log.warning("could not note the send task's texts in Redis", exc_info=True)
+        log.warning("could not note the task's ids in Redis", exc_info=True)

@@ -4,7 +4,9 @@ acknowledged in one hash, until they are."""
 
 from __future__ import annotations
 
+import base64
 import json
+from typing import Any
 
 from redis import Redis
 
@@ -20,22 +22,39 @@ UNACKED_KEY = "unacked"  # kombu's default `unacked_key`
 def queue_length(broker: Redis, queue: str) -> int:
     """Tasks waiting in a queue, every priority."""
     pipe = broker.pipeline(transaction=False)
-    for key in [queue] + [f"{queue}{PRIORITY_SEPARATOR}{p}" for p in (3, 6, 9)]:
+    for key in _keys(queue):
         pipe.llen(key)
     return sum(pipe.execute())
 
 
-def holds_tasks_for(broker: Redis, queue: str) -> bool:
-    """True when a task for the queue is waiting in it or is in a worker's hands."""
-    if queue_length(broker, queue):
-        return True
-    for raw in broker.hvals(UNACKED_KEY):  # [message, exchange, routing key] each
-        try:
-            if json.loads(raw)[2] == queue:
-                return True
-        except (ValueError, IndexError, TypeError):
-            return True  # not what we expect: do not conclude the broker lost anything
-    return False
+def message_ids_in(broker: Redis, queue: str) -> set[int] | None:
+    """The message ids of every task for the queue the broker holds: waiting in it (every priority),
+    or handed to a worker and not yet acknowledged. None when something there is not what we expect:
+    then nothing may be concluded lost."""
+    pipe = broker.pipeline(transaction=False)
+    for key in _keys(queue):
+        pipe.lrange(key, 0, -1)
+    waiting = [raw for found in pipe.execute() for raw in found]
+    try:
+        handed = [json.loads(raw) for raw in broker.hvals(UNACKED_KEY)]  # [message, exchange, routing key]
+        messages = [json.loads(raw) for raw in waiting] + [m for m, _, key in handed if key == queue]
+        return {i for message in messages for i in _task_ids(message)}
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _keys(queue: str) -> list[str]:
+    return [queue] + [f"{queue}{PRIORITY_SEPARATOR}{p}" for p in (3, 6, 9)]
+
+
+def _task_ids(message: dict[str, Any]) -> list[int]:
+    """The ids a task message carries (Celery's protocol 2: the body is [args, kwargs, embed])."""
+    body = message["body"]
+    if message.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    args = json.loads(body)[0]
+    first = args[0] if args else []
+    return [first] if isinstance(first, int) else [int(i) for i in first]
 
 
 def send_priority(priority: Priority) -> int:

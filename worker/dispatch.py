@@ -9,19 +9,23 @@ text its line can send right away (`worker.enqueue`).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import Connection
 from sqlmodel import Session
 
 from config.celery import RELEASE_EVERY_S
 from worker.broker import send_priority
-from worker.constants import TASK_SEND
+from worker.constants import REDIS_PREFIX, TASK_SEND
 from worker.runtime import Runtime
 from worker.store.models import Line
 from worker.store.new_messages import LineFacts, NewMessage
@@ -43,17 +47,37 @@ class Published:
     priority: int | None = None  # the broker's priority for it (None: the queue's default)
 
 
+PUBLISHING_KEY = REDIS_PREFIX + "publishing"  # hash: token -> the sends a committed transaction will publish
+
+
 @dataclass
 class Outbox:
-    """Tasks to publish once the transaction that decided them has committed."""
+    """Tasks to publish once the transaction that decided them has committed.
+
+    Between that commit and the publish, the process may die: the sends it had leased would then wait
+    for their lease (minutes). `journal` notes them in Redis before the commit and `publish` crosses
+    them off after, so the release job finds what a dead process left unpublished within seconds."""
 
     items: list[Published] = field(default_factory=list)
+    _journal: tuple[Redis, str] | None = None
 
     def add(
         self, task: str, argument: int | list[int], countdown_s: float = 0.0, priority: int | None = None
     ) -> None:
         """Remember a task to publish after commit: an id, or a list of ids."""
         self.items.append(Published(task, argument, countdown_s, priority))
+
+    def journal(self, redis: Redis) -> None:
+        """Note the sends to publish, before the transaction that leased them commits."""
+        ids = sorted({i for item in self.items if item.task == TASK_SEND for i in _ids(item.argument)})
+        if not ids:
+            return
+        token = uuid.uuid4().hex
+        try:
+            redis.hset(PUBLISHING_KEY, token, json.dumps({"at": time.time(), "ids": ids}))
+            self._journal = (redis, token)
+        except RedisError as error:  # they still go out; only a crash before publishing waits for the lease
+            log.warning("could not note the sends to publish: %s", error)
 
     def publish(self, retry: bool = True) -> int:
         """Publish everything remembered; a lost publish is recovered when the lease runs out.
@@ -78,7 +102,39 @@ class Outbox:
                         "could not publish %s for %s; it will be released again", item.task, item.argument
                     )
         published, self.items = len(self.items), []
+        if self._journal is not None:
+            redis, token = self._journal
+            self._journal = None
+            with contextlib.suppress(RedisError):
+                redis.hdel(PUBLISHING_KEY, token)
         return published
+
+
+def _ids(argument: int | list[int]) -> list[int]:
+    return [argument] if isinstance(argument, int) else list(argument)
+
+
+def abandoned_publications(redis: Redis, older_than_s: float) -> dict[str, list[int]]:
+    """The sends that processes noted to publish more than `older_than_s` ago and never did (they died
+    between commit and publish), by journal token."""
+    found = {}
+    cutoff = time.time() - older_than_s
+    for token, raw in redis.hgetall(PUBLISHING_KEY).items():
+        try:
+            entry = json.loads(raw)
+            stale, ids = float(entry["at"]) < cutoff, [int(i) for i in entry["ids"]]
+        except (ValueError, KeyError, TypeError):
+            stale, ids = True, []
+        if stale:
+            found[token.decode() if isinstance(token, bytes) else str(token)] = ids
+    return found
+
+
+def forget_publications(redis: Redis, tokens: Iterable[str]) -> None:
+    """Cross journal entries off once what they named is due again."""
+    names = list(tokens)
+    if names:
+        redis.hdel(PUBLISHING_KEY, *names)
 
 
 @dataclass(frozen=True)
@@ -216,6 +272,7 @@ class AtCommit:
     runtime: Runtime
     waits: dict[int, tuple[float, int]] = field(default_factory=dict)  # by item: (wait, priority)
     slots: list[Slot] = field(default_factory=list)
+    outbox: Outbox = field(default_factory=Outbox)
 
     def lease(
         self, connection: Connection, items: Sequence[NewMessage], lines: dict[int, LineFacts], now: datetime
@@ -241,21 +298,21 @@ class AtCommit:
         return dict.fromkeys(self.waits, lease_until)
 
     def recorded(self, message_ids: Sequence[int]) -> None:
-        """The items were recorded under these ids (in order): their slots."""
+        """The items were recorded under these ids (in order): their slots, noted before the commit."""
         self.slots = [
             Slot(wait, 0.0, n, message_ids[i], priority)
             for n, (i, (wait, priority)) in enumerate(self.waits.items())
         ]
+        publish_sends(self.outbox, self.slots, self.runtime.settings.send_batch_size)
+        self.outbox.journal(self.runtime.redis)
 
     def publish(self) -> None:
-        """After commit: a task per batch of slots (a failure leaves them to their lease)."""
-        if not self.slots:
+        """After commit: a task per batch of slots (a failure leaves them to the release job)."""
+        if not self.outbox.items:
             return
-        outbox = Outbox()
-        publish_sends(outbox, self.slots, self.runtime.settings.send_batch_size)
         try:
-            outbox.publish(retry=False)
-        except Exception as error:  # the broker is down: their leases bring them back
+            self.outbox.publish(retry=False)
+        except Exception as error:  # the broker is down: the release job finds them in the journal
             _AtCommitPause.pause(error)
 
 

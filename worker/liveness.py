@@ -2,12 +2,13 @@
 
 Each worker process keeps a short-lived key in Redis (`alive:<name>`), refreshed by a thread of its
 own: a long provider call or a busy task thread never holds it up, so a worker that is only slow
-stays alive. A worker notes the send tasks it holds (`held:<name>`, message ids), from the moment it
-receives one (a task waiting for its rate slot included) until the task ends, and every claim names
-its worker. When a worker's key has been gone for a while, the release job declares it dead: the
-texts of the tasks it held are due again, and its claims go to reconciliation at once (the provider
-is asked before anything is sent again). A worker that comes back after being declared dead (a
-paused VM) finds its tombstone and stops sending before it sends anything more.
+stays alive. A worker notes the tasks it holds (`held:<kind>:<name>`: the message ids of send and
+reconcile tasks, the line ids of polls), from the moment it receives one (a task waiting for its
+rate slot included) until the task ends, and every claim names its worker. When a worker's key has
+been gone for a while, the release job declares it dead: what its tasks were for is due again at
+once, and its claims go to reconciliation (the provider is asked before anything is sent again).
+A worker that comes back after being declared dead (a paused VM) finds its tombstone and stops
+sending before it sends anything more.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from worker.constants import REDIS_PREFIX
 log = logging.getLogger(__name__)
 
 ALIVE_KEY = REDIS_PREFIX + "alive:"  # + worker name: refreshed every few seconds while it lives
-HELD_KEY = REDIS_PREFIX + "held:"  # + worker name: message ids of the send tasks it holds
+HELD_KEY = REDIS_PREFIX + "held:"  # + kind + ":" + worker name: the ids of the tasks of that kind it holds
+HELD_KINDS = ("send", "reconcile", "poll")  # message ids, message ids, line ids
 MISSING_KEY = REDIS_PREFIX + "missing:"  # + worker name: since when its alive key is gone
 DEAD_KEY = REDIS_PREFIX + "dead:"  # + worker name: declared dead; it must never send again
 TOMBSTONE_S = 7 * 24 * 3600
@@ -125,23 +127,30 @@ def may_send() -> bool:
     return _heartbeat is None or _heartbeat.may_send()
 
 
-def hold(redis: Redis, name: str, message_ids: Iterable[int]) -> None:
-    """A worker received a send task for these messages."""
-    ids = list(message_ids)
-    if ids:
-        redis.sadd(HELD_KEY + name, *ids)
+def hold(redis: Redis, name: str, kind: str, ids: Iterable[int]) -> None:
+    """A worker received a task of this kind (send, reconcile, poll) for these ids."""
+    held = list(ids)
+    if held:
+        redis.sadd(f"{HELD_KEY}{kind}:{name}", *held)
 
 
-def let_go(redis: Redis, name: str, message_ids: Iterable[int]) -> None:
-    """A worker is done with a send task for these messages."""
-    ids = list(message_ids)
-    if ids:
-        redis.srem(HELD_KEY + name, *ids)
+def let_go(redis: Redis, name: str, kind: str, ids: Iterable[int]) -> None:
+    """A worker is done with a task of this kind for these ids."""
+    held = list(ids)
+    if held:
+        redis.srem(f"{HELD_KEY}{kind}:{name}", *held)
+
+
+def held_ids(redis: Redis, kind: str) -> set[int]:
+    """The ids of tasks of this kind that any worker holds."""
+    keys = list(redis.scan_iter(match=f"{HELD_KEY}{kind}:*", count=500))
+    return {int(i) for i in redis.sunion(keys)} if keys else set()
 
 
 def holders(redis: Redis) -> set[str]:
-    """The workers that hold send tasks."""
-    return {_text(key).removeprefix(HELD_KEY) for key in redis.scan_iter(match=HELD_KEY + "*", count=500)}
+    """The workers that hold tasks."""
+    keys = (_text(key) for key in redis.scan_iter(match=HELD_KEY + "*", count=500))
+    return {key.removeprefix(HELD_KEY).split(":", 1)[1] for key in keys}
 
 
 def newly_dead(redis: Redis, names: Iterable[str], confirm_s: float) -> list[str]:
@@ -164,12 +173,13 @@ def newly_dead(redis: Redis, names: Iterable[str], confirm_s: float) -> list[str
     return dead
 
 
-def bury(redis: Redis, name: str) -> list[int]:
-    """Declare a worker dead: it may never send again. Returns the message ids it held."""
-    held = [int(i) for i in redis.smembers(HELD_KEY + name)]
+def bury(redis: Redis, name: str) -> dict[str, list[int]]:
+    """Declare a worker dead: it may never send again. Returns the ids it held, by kind of task."""
+    keys = {kind: f"{HELD_KEY}{kind}:{name}" for kind in HELD_KINDS}
+    held = {kind: sorted(int(i) for i in redis.smembers(key)) for kind, key in keys.items()}
     pipe = redis.pipeline()
     pipe.set(DEAD_KEY + name, "1", ex=TOMBSTONE_S)
-    pipe.delete(HELD_KEY + name, MISSING_KEY + name)
+    pipe.delete(*keys.values(), MISSING_KEY + name)
     pipe.execute()
     return held
 

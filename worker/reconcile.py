@@ -61,6 +61,7 @@ def reconcile_step(runtime: Runtime, message_id: int) -> str:
     outbox = Outbox()
     with transaction(runtime.engine) as session:
         summary, final_state = _settle(session, runtime, message_id, wanted, found, utcnow(), outbox)
+        outbox.journal(runtime.redis)
     outbox.publish()
     if final_state:
         notify_final(runtime.settings.outcome_hook, message_id, final_state)
@@ -174,7 +175,7 @@ def _settle(
             log.warning("reconciliation search failed: %s", error)
             summary = f"search failed ({error.kind.value}); looking again later"
         case Decision.LOOK_AGAIN:
-            reconcile_again(part, later)
+            reconcile_again(part, min(later, attempt_at + settle))  # look again once absence proves it
             summary = "not found yet; looking again"
         case Decision.GIVE_UP:
             move(State.FAILED, f"not accepted by the provider after {part.attempts} attempts")

@@ -26,25 +26,35 @@ from redis.exceptions import RedisError
 from sqlmodel import Session
 
 from config.celery import RELEASE_EVERY_S
-from worker.broker import holds_tasks_for
+from worker.broker import message_ids_in
 from worker.constants import POLL_LEASE_KEY, RELEASE_QUEUED_KEY, SEND_QUEUE, TASK_POLL_LINE, TASK_RECONCILE
-from worker.dispatch import Outbox, Slot, line_rate, publish_sends, send_cost, slack_s
+from worker.dispatch import (
+    Outbox,
+    Slot,
+    abandoned_publications,
+    forget_publications,
+    line_rate,
+    publish_sends,
+    send_cost,
+    slack_s,
+)
+from worker.liveness import held_ids
 from worker.ratelimit import Wanted
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import utcnow
 from worker.store.queue import (
     Head,
-    any_released_before,
     behind_an_earlier_part,
     due_heads,
     due_reconciliations,
     lines_to_poll,
+    released_before,
     released_unclaimed,
     waiting_behind_earlier,
 )
 from worker.store.record import lock_messages, move_part
-from worker.store.schedule import lease, lease_reconcile, release_lost
+from worker.store.schedule import lease, lease_reconcile, release_held
 from worker.store.states import Source, State
 from worker.sweeper import recover_dead_workers
 
@@ -63,24 +73,44 @@ def release_due(runtime: Runtime, now: datetime | None = None) -> dict[str, int]
     recover_dead_workers(runtime, now)
     with transaction(runtime.engine) as session:
         _recover_lost_sends(session, runtime, now)
+        _recover_unpublished(session, runtime, now)
         sends = _release_sends(session, runtime, now, outbox)
         reconciles = _release_reconciles(session, runtime, now, outbox)
         poll_lines = lines_to_poll(session, now, runtime.settings.poll_delays_s[0])
+        outbox.journal(runtime.redis)
     polls = _release_polls(runtime, poll_lines, outbox)
     outbox.publish()
     return {"sends": sends, "polls": polls, "reconciles": reconciles}
 
 
 def _recover_lost_sends(session: Session, runtime: Runtime, now: datetime) -> int:
-    """Parts released a while ago whose send tasks the broker no longer has anywhere (Redis restarted
-    empty) are due again now, not when their lease runs out, so that sending resumes at once and
-    their count stops filling the queue's room. A wrong guess only publishes a task twice, which the
-    claim makes harmless."""
-    published_before = now - timedelta(seconds=LOST_AFTER_S)
-    if not any_released_before(session, published_before) or holds_tasks_for(runtime.broker, SEND_QUEUE):
+    """Parts released a while ago and still unclaimed whose send task is nowhere (not in the broker's
+    queue, not in a worker's hands, not about to be published) are due again now, not when their lease
+    runs out: Redis restarted empty, or a worker was killed between taking a task from the queue and
+    noting it. A wrong guess only publishes a task twice, which the claim makes harmless."""
+    suspects = released_before(session, now - timedelta(seconds=LOST_AFTER_S))
+    if not suspects:
         return 0
-    recovered = release_lost(session, now, published_before)
-    log.warning("the broker holds no send task: %s released parts are due again", recovered)
+    queued = message_ids_in(runtime.broker, SEND_QUEUE)
+    if queued is None:
+        return 0
+    lost = suspects - queued - held_ids(runtime.redis, "send")
+    if not lost:
+        return 0
+    recovered = release_held(session, sorted(lost), now)
+    log.warning("%s released parts whose send task is nowhere are due again", recovered)
+    return recovered
+
+
+def _recover_unpublished(session: Session, runtime: Runtime, now: datetime) -> int:
+    """Sends a process leased and committed but died before publishing (a worker killed mid-run, a
+    producer killed right after its commit) are due again now, not when their lease runs out."""
+    abandoned = abandoned_publications(runtime.redis, LOST_AFTER_S)
+    if not abandoned:
+        return 0
+    recovered = release_held(session, [i for ids in abandoned.values() for i in ids], now)
+    forget_publications(runtime.redis, abandoned)
+    log.warning("%s sends leased but never published are due again", recovered)
     return recovered
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from worker.store.models import Attachment, Line, Message, Part, StatusEvent
-from worker.store.states import State
+from worker.store.states import Priority, State
 from worker.zipwhip.codes import delivery_status, message_status
 
 
@@ -29,6 +29,7 @@ def message_report(session: Session, message_id: int) -> dict[str, Any] | None:
     return {
         "id": message.id,
         "state": message.state,
+        "priority": Priority(message.priority).label,
         "line": line.phone if line else None,
         "to": message.recipient,
         "created_at": _iso(message.created_at),

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from worker.constants import POLL_LEASE_KEY
 from worker.hooks import notify_final
 from worker.liveness import bury, holders, newly_dead
 from worker.runtime import Runtime
@@ -25,7 +26,7 @@ from worker.store.db import transaction
 from worker.store.models import Message, Part, utcnow
 from worker.store.queue import claimed_by, claims_of
 from worker.store.record import lock_messages, move_part
-from worker.store.schedule import release_held, resume_lines, to_reconcile
+from worker.store.schedule import reconcile_held, release_held, resume_lines, to_reconcile
 from worker.store.states import WAITING_STATES, Source, State
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,10 @@ def recover_dead_workers(runtime: Runtime, now: datetime) -> int:
     for name in dead:
         held = bury(runtime.redis, name)  # the tombstone first: from now on it may not send
         with transaction(runtime.engine) as session:
-            released = release_held(session, held, now)
+            released = release_held(session, held["send"], now)
+            reconcile_held(session, held["reconcile"], now)
+        if held["poll"]:  # its polls' leases go: the next release polls those lines again
+            runtime.redis.delete(*(f"{POLL_LEASE_KEY}{line_id}" for line_id in held["poll"]))
         with transaction(runtime.engine) as session:
             reconciled = _reconcile_claims_of(session, name, now)
         log.warning(

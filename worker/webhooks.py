@@ -90,6 +90,7 @@ def handle_event(runtime: Runtime, line_number: str, type_: str, event: str, pay
             handled.summary = _sent(session, runtime, line, message, now, handled.outbox)
         else:
             handled.summary = _received(session, line, message, now, handled.outbox)
+        handled.outbox.journal(runtime.redis)
     handled.outbox.publish()
     return handled
 

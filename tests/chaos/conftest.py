@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from config.settings import Settings
 from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD, start_web
 from tests.support.services import throwaway_postgres
 from tests.support.simulator import SimulatorHandle, free_port, run_simulator
@@ -34,6 +35,24 @@ CHAOS_TIMINGS = {
     "OUTBOX_SEND_MAX_ATTEMPTS": "10",
     "OUTBOX_SWEEPER_INTERVAL_S": "2",
 }
+# Every timing the harnesses shorten, back at its default: for scenarios that measure the real thing.
+DEFAULT_TIMINGS = {
+    f"OUTBOX_{name.upper()}": str(Settings.model_fields[name].default)
+    for name in (
+        "task_time_limit_s",
+        "claim_timeout_s",
+        "release_lease_s",
+        "broker_visibility_timeout_s",
+        "send_max_attempts",
+        "sweeper_interval_s",
+        "retry_backoff_base_s",
+        "retry_backoff_max_s",
+        "provider_connect_timeout_s",
+        "provider_read_timeout_s",
+        "reconcile_delay_s",
+        "reconcile_settle_s",
+    )
+} | {"OUTBOX_POLL_DELAYS_S": "[5, 10, 20, 40, 60, 120, 300, 600, 1800, 3600]"}
 FIGURES: list[str] = []
 
 

@@ -17,7 +17,7 @@ import requests
 from sqlalchemy import bindparam, create_engine, text
 from sqlmodel import Session, col, select
 
-from tests.chaos.conftest import Chaos
+from tests.chaos.conftest import DEFAULT_TIMINGS, Chaos
 from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD
 from tests.support.services import POSTGRES_ADMIN_URL
 from worker.store.models import Part, StatusEvent
@@ -42,6 +42,32 @@ def test_a_worker_killed_with_sigkill_mid_run_loses_and_doubles_nothing(chaos: C
     run.stack.start_worker("worker2", concurrency=16)
     figures = run.settle("worker killed (kill -9)", "1 worker SIGKILLed mid-run, a fresh one started")
     assert_nothing_lost_or_doubled(figures)
+
+
+def test_a_killed_workers_texts_are_final_within_30_s_with_default_timeouts(
+    chaos: Callable[..., Chaos],
+) -> None:
+    """The dispatcher's recovery as deployed: default leases, claim timeout and visibility timeout
+    (all minutes long); the worker's alive key is what brings its texts back."""
+    run = chaos(env={**DEFAULT_TIMINGS, "OUTBOX_LINE_RATE": "0"})
+    run.enqueue(400, "kill -9, defaults")
+    run.wait_until(lambda: _sent(run) >= 150, 60)
+    at_provider = _sent(run)
+    run.stack.kill("worker1", signal.SIGKILL)
+    killed = time.monotonic()
+    run.stack.start_worker("worker2", concurrency=16)
+    run.wait_until(lambda: run.final_count() >= len(run.ids), 120)
+    took = time.monotonic() - killed
+    figures = run.settle(
+        "worker killed, default timeouts",
+        f"1 worker SIGKILLed with {at_provider} of 400 at the provider; all final {took:.1f} s later",
+    )
+    assert_nothing_lost_or_doubled(figures)
+    assert took <= 30, f"all final {took:.1f} s after the kill"
+
+
+def _sent(run: Chaos) -> int:
+    return sum(1 for s in run.simulator.counters()["sends"] if s["body"].startswith("kill -9, defaults"))
 
 
 def test_a_prefork_child_killed_mid_send_loses_and_doubles_nothing(chaos: Callable[..., Chaos]) -> None:

@@ -53,7 +53,8 @@ def test_a_blast_from_send_messages_goes_out_in_batches_and_each_text_once(deplo
         _line_rate(deployment, None)
     assert all([s["count"] for s in deployment.sends_to(to)] == [1] for to in recipients)
     batches = re.findall(
-        r"outbox\.send\[[^]]+\] succeeded in [^:]+: '(\d+) messages: (\d+) sent", _worker_log(deployment)
+        r"outbox\.send\[[^]]+\] succeeded in [^:]+: '(\d+) messages \(\d+ normal\): (\d+) sent",
+        _worker_log(deployment),
     )
     assert batches and max(int(sent) for _, sent in batches) > 3, batches  # several texts shared a task
 
@@ -291,7 +292,7 @@ def test_logs_carry_message_ids_but_never_a_session_key_or_a_body(deployment: De
     logs = deployment.stack.log("worker1") + deployment.stack.log("beat")
     assert line.session_key not in logs and line.session_key.split(":")[0] not in logs
     assert body not in logs
-    assert f"message {message_id} part 1/1: sent as" in logs
+    assert f"message {message_id} part 1/1, normal: sent as" in logs
 
 
 def test_the_application_hears_each_final_outcome_once(deployment: Deployment) -> None:

@@ -4,6 +4,7 @@ worker's texts come back. Real Redis and both databases; the broker is this test
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,8 @@ from sqlalchemy import Engine, event, update
 from sqlmodel import Session, col, select
 
 from tests.pipeline.conftest import LINE, OTHER, published, published_with_priority, set_rates
+from worker.constants import TASK_SEND
+from worker.dispatch import PUBLISHING_KEY, Outbox
 from worker.enqueue import TextRequest, enqueue, enqueue_many
 from worker.liveness import ALIVE_KEY, DEAD_KEY, HELD_KEY, MISSING_KEY, hold
 from worker.release import release_due
@@ -19,7 +22,7 @@ from worker.store.db import transaction
 from worker.store.models import Line, Message, Part, utcnow
 from worker.store.queue import lines_to_poll
 from worker.store.record import lock_messages
-from worker.store.schedule import take_claim
+from worker.store.schedule import lease, take_claim
 from worker.store.states import Priority
 from worker.sweeper import recover_dead_workers
 
@@ -169,7 +172,7 @@ def test_a_dead_workers_texts_come_back_and_a_live_one_is_left_alone(runtime: Ru
     dead, alive = "w1@host/111", "w2@host/222"
     _claimed_by(runtime, ids[:2], dead)
     _claimed_by(runtime, ids[2:3], alive)
-    hold(runtime.redis, dead, ids[3:5])  # it had received these tasks, not started them
+    hold(runtime.redis, dead, "send", ids[3:5])  # it had received these tasks, not started them
     runtime.redis.set(ALIVE_KEY + alive, "222")
     runtime.redis.set(MISSING_KEY + dead, str(utcnow().timestamp() - 60))  # gone for a minute
     assert recover_dead_workers(runtime, utcnow()) == 1
@@ -182,7 +185,7 @@ def test_a_dead_workers_texts_come_back_and_a_live_one_is_left_alone(runtime: Ru
     assert parts[ids[2]].state == "sending"  # the live worker's claim is its own
     assert [parts[i].dispatched_at for i in ids[3:5]] == [None, None]  # due again at once
     assert parts[ids[5]].dispatched_at is not None  # held by nobody we know dead: left leased
-    assert runtime.redis.exists(DEAD_KEY + dead) and not runtime.redis.exists(HELD_KEY + dead)
+    assert runtime.redis.exists(DEAD_KEY + dead) and not runtime.redis.exists(f"{HELD_KEY}send:{dead}")
     assert recover_dead_workers(runtime, utcnow()) == 0  # buried once
 
 
@@ -199,3 +202,23 @@ def test_priority_names_are_checked() -> None:
     assert Priority.named("HIGH") is Priority.HIGH
     with pytest.raises(ValueError, match="high, normal or bulk"):
         Priority.named("urgent")
+
+
+def test_sends_leased_but_never_published_are_due_again_within_seconds(runtime: Runtime) -> None:
+    set_rates(runtime, 0.0)
+    ids = enqueue_many(runtime, _texts(3))
+    now = utcnow()
+    with transaction(runtime.engine) as session:  # a release run leased them and committed...
+        part_ids = list(session.exec(select(Part.id).where(col(Part.message_id).in_(ids))).all())
+        assert len(lease(session, [p or 0 for p in part_ids], now, 120)) == 3
+        outbox = Outbox()
+        outbox.add(TASK_SEND, ids)
+        outbox.journal(runtime.redis)  # ...and died before publishing
+    entry = json.loads(runtime.redis.hget(PUBLISHING_KEY, next(iter(runtime.redis.hkeys(PUBLISHING_KEY)))))
+    entry["at"] -= 60
+    runtime.redis.hset(
+        PUBLISHING_KEY, mapping={k: json.dumps(entry) for k in runtime.redis.hkeys(PUBLISHING_KEY)}
+    )
+    assert release_due(runtime, now + timedelta(seconds=1))["sends"] == 3  # not after their 120 s lease
+    assert sorted(m for batch in published(runtime) for m in batch) == ids
+    assert runtime.redis.hlen(PUBLISHING_KEY) == 0

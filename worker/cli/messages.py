@@ -118,7 +118,8 @@ def cancel_(
 
 def _print_report(report: dict[str, Any], max_attempts: int) -> None:
     console.print(
-        f"[bold]message {report['id']}[/bold]: {report['state']}  ({report['line']} → {report['to']})",
+        f"[bold]message {report['id']}[/bold]: {report['state']}  ({report['line']} → {report['to']}, "
+        f"{report['priority']})",
         highlight=False,
     )
     if report["error"]:

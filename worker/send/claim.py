@@ -15,12 +15,14 @@ from worker.store.models import Attachment, Line, Part
 from worker.store.queue import Turn, waiting_behind_earlier
 from worker.store.record import Locked, lock_messages, move_part
 from worker.store.schedule import await_login, release_again, take_claim, to_reconcile
-from worker.store.states import LineState, Source, State
+from worker.store.states import LineState, Priority, Source, State
 from worker.zipwhip.client import Upload
 
 
 def _label(locked: Locked, part: Part) -> str:
-    return f"message {locked.message.id} part {part.position + 1}/{len(locked.parts)}"
+    """What logs and Flower call a part: "message 42 part 1/2, high" (ids and priority only)."""
+    priority = Priority(locked.message.priority).label
+    return f"message {locked.message.id} part {part.position + 1}/{len(locked.parts)}, {priority}"
 
 
 def claim_all(
@@ -145,6 +147,7 @@ def _take_claim(
         message_id=part.message_id,
         part_id=part.id or 0,
         label=_label(locked, part),
+        priority=Priority(locked.message.priority).label,
         kind=part.kind,
         recipient=locked.message.recipient,
         body=part.body,

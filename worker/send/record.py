@@ -66,7 +66,9 @@ def _record(
         kind, summary = "sent", _accepted(r, locked, part, line, answer)
     else:
         kind, summary = _refused(r, locked, part, line, answer, claimed.session_key)
-    return Outcome(claimed.message_id, f"{claimed.label}: {summary}", kind, locked.newly_final)
+    return Outcome(
+        claimed.message_id, f"{claimed.label}: {summary}", kind, locked.newly_final, claimed.priority
+    )
 
 
 def _accepted(r: _Recording, locked: Locked, part: Part, line: Line, accepted: Accepted) -> str:

@@ -32,14 +32,12 @@ def send_step(runtime: Runtime, message_ids: Sequence[int], token: str, worker: 
 
     `token` is the task's delivery (a redelivery finds its own claims); `worker` the worker running it
     (its claims come back at once if it dies)."""
-    outbox = Outbox()
     claims, outcomes = _claim(runtime, list(message_ids), token, worker)
     if claims:
         answers: list[Accepted | ProviderError] = (
             call_all(runtime, claims) if may_send() else [_fenced() for _ in claims]
         )
-        outcomes += _record(runtime, claims, answers, token, outbox)
-        outbox.publish()
+        outcomes += _record(runtime, claims, answers, token)
     for outcome in outcomes:
         with message_context(outcome.message_id):
             log.info("%s", outcome.summary)
@@ -99,16 +97,17 @@ def _record(
     claims: list[Claimed],
     answers: list[Accepted | ProviderError],
     token: str,
-    outbox: Outbox,
 ) -> list[Outcome]:
-    """Record every answer in one transaction; if that raises (not an outage), each on its own, so that
-    one answer that cannot be recorded does not lose the others. Its part stays claimed: the sweeper
-    finds the claim expired and reconciles it with the provider (it may have been sent)."""
-    tasks = Outbox()  # what a transaction that rolls back decided must not be published
+    """Record every answer in one transaction (then publish what it decided: the next parts of
+    messages going on); if that raises (not an outage), each on its own, so that one answer that
+    cannot be recorded does not lose the others. Its part stays claimed: the sweeper finds the claim
+    expired and reconciles it with the provider (it may have been sent)."""
+    outbox = Outbox()
     try:
         with transaction(runtime.engine) as session:
-            outcomes = record_all(session, runtime, claims, answers, token, utcnow(), tasks)
-        outbox.items += tasks.items
+            outcomes = record_all(session, runtime, claims, answers, token, utcnow(), outbox)
+            outbox.journal(runtime.redis)
+        outbox.publish()
         return outcomes
     except INFRASTRUCTURE_ERRORS:
         raise
@@ -119,7 +118,7 @@ def _record(
         log.warning("recording a batch of %s raised %s; recording one by one", len(claims), error)
     outcomes = []
     for claimed, answer in zip(claims, answers, strict=True):
-        outcomes += _record(runtime, [claimed], [answer], token, outbox)
+        outcomes += _record(runtime, [claimed], [answer], token)
     return outcomes
 
 
@@ -128,4 +127,6 @@ def summarize(outcomes: list[Outcome]) -> str:
     if len(outcomes) <= SUMMARY_DETAIL_MAX:
         return "; ".join(o.summary for o in sorted(outcomes, key=lambda o: o.message_id)) or "nothing to do"
     counts = Counter(o.kind for o in outcomes)
-    return f"{len(outcomes)} messages: " + ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+    priorities = Counter(o.priority for o in outcomes if o.priority)
+    mix = f" ({', '.join(f'{n} {p}' for p, n in priorities.most_common())})" if priorities else ""
+    return f"{len(outcomes)} messages{mix}: " + ", ".join(f"{n} {kind}" for kind, n in counts.most_common())

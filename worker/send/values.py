@@ -13,12 +13,13 @@ class Claimed:
 
     message_id: int
     part_id: int
-    label: str  # "message 42 part 1/2": what logs and Flower show (no number, no body)
+    label: str  # "message 42 part 1/2, high": what logs and Flower show (no number, no body)
     kind: str
     recipient: str
     body: str
     session_key: str = field(repr=False)  # a credential: never in a repr, a log or a traceback
     files: tuple[Upload, ...]
+    priority: str = "normal"
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,4 @@ class Outcome:
     summary: str  # "message 42 part 1/1: sent as 123"
     kind: str  # a word to count by: sent, retrying, failed, ...
     final_state: str | None = None  # the message's state if it just became final
+    priority: str | None = None  # of a text that was sent (or tried)

@@ -169,10 +169,12 @@ def released_unclaimed(session: Session) -> int:
     return int(session.execute(query).scalar_one())
 
 
-def any_released_before(session: Session, before: datetime) -> bool:
-    """Whether a part released before `before` is still unclaimed."""
-    query = select(col(Part.id)).where(col(Part.dispatched_at) < before, col(Part.state).in_(_WAITING))
-    return session.execute(query.limit(1)).first() is not None
+def released_before(session: Session, before: datetime, limit: int = 5000) -> set[int]:
+    """The messages whose parts were released before `before` and are still unclaimed."""
+    query = select(col(Part.message_id)).where(
+        col(Part.dispatched_at) < before, col(Part.state).in_(_WAITING)
+    )
+    return set(session.execute(query.limit(limit)).scalars().all())
 
 
 def lines_to_poll(session: Session, now: datetime, quiet_s: float) -> list[int]:

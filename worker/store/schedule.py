@@ -71,18 +71,6 @@ def release_again(part: Part, now: datetime) -> None:
     part.due_at = now
 
 
-def release_lost(session: Session, now: datetime, published_before: datetime) -> int:
-    """Parts released before `published_before` and never claimed are due now (their tasks are
-    known to be lost); returns how many."""
-    lost = session.exec(
-        update(Part)
-        .where(col(Part.dispatched_at) < published_before, col(Part.state).in_(_WAITING))
-        .values(dispatched_at=None, due_at=now),
-        execution_options={"synchronize_session": False},
-    )
-    return lost.rowcount or 0
-
-
 def release_held(session: Session, message_ids: Sequence[int], now: datetime) -> int:
     """The released, unclaimed parts of these messages are due now: the worker that held their send
     tasks died. Returns how many."""
@@ -96,6 +84,25 @@ def release_held(session: Session, message_ids: Sequence[int], now: datetime) ->
             col(Part.dispatched_at).is_not(None),
         )
         .values(dispatched_at=None, due_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    return held.rowcount or 0
+
+
+def reconcile_held(session: Session, message_ids: Sequence[int], now: datetime) -> int:
+    """The unknown parts of these messages are due for reconciliation now: the worker that held their
+    reconciliation tasks died. Returns how many."""
+    if not message_ids:
+        return 0
+    held = session.exec(
+        update(Part)
+        .where(
+            col(Part.message_id).in_(sorted(set(message_ids))),
+            col(Part.state) == State.UNKNOWN.value,
+            col(Part.provider_id).is_(None),
+            col(Part.due_at).is_not(None),
+        )
+        .values(due_at=now),
         execution_options={"synchronize_session": False},
     )
     return held.rowcount or 0
