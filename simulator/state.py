@@ -124,15 +124,14 @@ class World:
     # Accounts and sessions
 
     def add_account(self, account: Account) -> None:
-        """Register a login; prefix@number makes an Admin (prefix "admin") or an Operator."""
+        """Register a login with its role (the line's own number is the System login)."""
         prefix, _, number = account.username.rpartition("@")
         line = e164(number)
         if line is None:
             raise ValueError(f"account {account.username!r}: not a phone number")
-        role = "system" if not prefix else ("admin" if prefix.lower() == "admin" else "operator")
         key = f"{prefix}@{line[-10:]}" if prefix else line[-10:]
         self.passwords[key] = account.password
-        self.roles[key] = (line, role)
+        self.roles[key] = (line, account.effective_role)
         self.devices.setdefault(line, 309_626_613 + len(self.devices))
 
     def login(self, username: str, password: str) -> str | None:
