@@ -1,4 +1,5 @@
-"""The Zipwhip methods other than sending: sessions, reading, webhooks, contacts.
+"""The Zipwhip methods other than sending and reading: sessions, the user, webhooks, contacts; and
+the table of every method served.
 
 Each handler takes a `Call` and returns the provider's answer. Rights as the seed describes them:
 an Operator may only send and receive; Admin and System may do everything.
@@ -7,27 +8,21 @@ an Operator may only send and receive; Admin and System may do everything.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Awaitable, Callable
 
 from starlette.responses import Response
 
+from simulator import reading
 from simulator.context import Call
 from simulator.numbers import e164, ptn
+from simulator.reading import int_param
 from simulator.sending import message_send, messaging_send
-from simulator.state import Hook, Message
-from simulator.views import conversation_object, message_object
+from simulator.state import Hook
+from simulator.views import user_object
 from simulator.wire import envelope, failure
 
 Handler = Callable[[Call], Awaitable[Response]]
 HOOK_EVENTS = {"message": {"receive", "send", "progress", "read", "delete"}, "optout": {"change"}}
-
-
-def _int(call: Call, name: str, default: int) -> int:
-    try:
-        return max(0, int(call.params.get(name) or default))
-    except ValueError:
-        return default
 
 
 async def logout(call: Call) -> Response:
@@ -36,64 +31,11 @@ async def logout(call: Call) -> Response:
     return envelope(None)
 
 
-def _own_message(call: Call) -> Message | None:
-    try:
-        message = call.world.messages.get(int(call.params.get("id", "messageId") or ""))
-    except ValueError:
-        return None
-    return message if message and message.line == call.login.line else None
-
-
-async def message_get(call: Call) -> Response:
-    """message/get: one message object by id."""
-    if call.params.get("id", "messageId") is None:
-        return failure("Required Long parameter 'id' is not present")
-    message = _own_message(call)
-    if message is None:
-        return failure("Message not found")
-    return envelope(message_object(message, time.time()))
-
-
-async def message_list(call: Call) -> Response:
-    """message/list: the line's messages, newest first, `start`/`limit`."""
-    start, limit = _int(call, "start", 0), _int(call, "limit", 20) or 20
-    page, total = call.world.newest_page(call.login.line, start, limit)
-    now = time.time()
-    return envelope([message_object(m, now) for m in page], total=total, size=len(page))
-
-
-def _conversations(call: Call) -> dict[str, list[Message]]:
-    grouped: dict[str, list[Message]] = {}
-    for message in call.world.newest_first(call.login.line):
-        grouped.setdefault(message.fingerprint, []).append(message)
-    return grouped
-
-
-async def conversation_list(call: Call) -> Response:
-    """conversation/list: one entry per other party, most recent first."""
-    start, limit = _int(call, "start", 0), _int(call, "limit", 20) or 20
-    grouped = list(_conversations(call).values())
-    page = grouped[start : start + limit]
-    now = time.time()
-    return envelope([conversation_object(m, now) for m in page], total=len(grouped), size=len(page))
-
-
-async def conversation_get(call: Call) -> Response:
-    """conversation/get: a conversation and a page of its messages."""
-    fingerprint = call.params.get("fingerprint")
-    if fingerprint is None:
-        return failure("Required String parameter 'fingerprint' is not present")
-    messages = _conversations(call).get(fingerprint)
-    if not messages:
-        return failure("Conversation not found")
-    start, limit = _int(call, "start", 0), _int(call, "limit", 20) or 20
-    now = time.time()
-    return envelope(
-        {
-            "conversation": conversation_object(messages, now),
-            "messages": [message_object(m, now) for m in messages[start : start + limit]],
-        }
-    )
+async def user_get(call: Call) -> Response:
+    """user/get: the logged-in user's profile on the line's number."""
+    messages = call.world.newest_first(call.login.line)
+    received = sum(m.direction == "MO" for m in messages)
+    return envelope(user_object(call.login, received, len(messages) - received))
 
 
 def _line_hooks(call: Call, type_: str | None = None, event: str | None = None) -> list[Hook]:
@@ -181,7 +123,7 @@ async def contact_save(call: Call) -> Response:
 async def contact_list(call: Call) -> Response:
     """contact/list: `page` (from 1) and `pageSize`; answers `total`, `page`, `pages`."""
     contacts = list(call.world.contacts.get(call.login.line, {}).values())
-    page, size = max(1, _int(call, "page", 1)), _int(call, "pageSize", 20) or 20
+    page, size = max(1, int_param(call, "page", 1)), int_param(call, "pageSize", 20) or 20
     chunk = contacts[(page - 1) * size : page * size]
     pages = max(1, math.ceil(len(contacts) / size))
     return envelope([_contact_json(c) for c in chunk], total=len(contacts), page=page, pages=pages)
@@ -211,19 +153,26 @@ async def contact_delete(call: Call) -> Response:
     return envelope(None)
 
 
-# Operators may only send and receive messages; these need Admin or System.
+# Operators may only send and receive messages (reading and marking them read included); these
+# need Admin or System.
 ADMIN_ONLY = frozenset(
-    {"webhook/add", "webhook/list", "webhook/update", "webhook/delete"}
+    {"message/delete", "conversation/delete"}
+    | {"webhook/add", "webhook/list", "webhook/update", "webhook/delete"}
     | {"contact/save", "contact/list", "contact/get", "contact/delete"}
 )
 HANDLERS: dict[str, Handler] = {
     "user/logout": logout,
+    "user/get": user_get,
     "message/send": message_send,
     "messaging/send": messaging_send,
-    "message/get": message_get,
-    "message/list": message_list,
-    "conversation/get": conversation_get,
-    "conversation/list": conversation_list,
+    "message/get": reading.message_get,
+    "message/list": reading.message_list,
+    "message/read": reading.message_read,
+    "message/delete": reading.message_delete,
+    "conversation/get": reading.conversation_get,
+    "conversation/list": reading.conversation_list,
+    "conversation/read": reading.conversation_read,
+    "conversation/delete": reading.conversation_delete,
     "webhook/add": webhook_add,
     "webhook/list": webhook_list,
     "webhook/update": webhook_update,

@@ -12,12 +12,20 @@ from simulator.config import DEMO_ACCOUNTS, Account, Faults, SimConfig
 
 
 def _account(text: str) -> Account:
-    username, sep, password = text.rpartition(":")
+    """`USERNAME:PASSWORD[:ROLE]`. A username never holds a colon, so it ends at the first one;
+    with three or more fields the last is the role (a password holding a colon needs one)."""
+    username, sep, rest = text.partition(":")
     if not sep or not username:
         raise argparse.ArgumentTypeError(
-            "use USERNAME:PASSWORD, e.g. 5556661234:secret or operator@5556661234:pw"
+            "use USERNAME:PASSWORD[:ROLE], e.g. 5556661234:secret or scott@5556661234:pw:admin"
         )
-    return Account(username, password)
+    password, sep, role = rest.rpartition(":")
+    if not sep:
+        password, role = rest, ""
+    try:
+        return Account(username, password, role.lower())
+    except ValueError as error:  # the text names the username and role, never the password
+        raise argparse.ArgumentTypeError(f"--account {username}: {error}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,7 +38,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=0.0, help="added to every Zipwhip call")
     p.add_argument("--seed", type=int, default=None, help="make every random choice repeatable")
     p.add_argument(
-        "--account", type=_account, action="append", default=[], help="USERNAME:PASSWORD (repeatable)"
+        "--account",
+        type=_account,
+        action="append",
+        default=[],
+        help="USERNAME:PASSWORD[:system|admin|operator] (repeatable)",
     )
     p.add_argument("--delivery-ms", type=float, default=2000.0, help="time from send to final status")
     p.add_argument("--fail-share", type=float, default=0.0, help="share of deliveries ending statusCode 5")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from simulator.numbers import e164
+
 SEND_FAULTS = (
     "code:-855",
     "code:-1",
@@ -52,12 +54,45 @@ class Faults:
         return replace(self, **changes)
 
 
+ROLES = ("system", "admin", "operator")
+
+
 @dataclass(frozen=True)
 class Account:
-    """A login: a line's own number (System / single-user), or prefix@number (Admin / Operator)."""
+    """A login: a line's own number (System / single-user), or prefix@number (Admin / Operator).
+
+    The role belongs to the account, as in the provider's web app: any prefix may be an Admin.
+    Left empty, a prefixed login is an Operator, except the prefix `admin`, which stays an Admin
+    as it always was here (the README, the demo and the tests register webhooks with it).
+    """
 
     username: str
-    password: str
+    password: str = field(repr=False)
+    role: str = ""
+
+    def __post_init__(self) -> None:
+        if e164(self.username.rpartition("@")[2]) is None:
+            raise ValueError(f"username {self.username!r}: not a phone number (nor prefix@number)")
+        if self.role and self.role not in ROLES:
+            raise ValueError(
+                f"role {self.role!r}: use one of {', '.join(ROLES)}"
+                " (a password holding ':' needs a role after it)"
+            )
+        prefixed = "@" in self.username
+        if prefixed and self.role == "system":
+            raise ValueError(f"role of {self.username!r}: the System login is the bare line number")
+        if not prefixed and self.role not in ("", "system"):
+            raise ValueError(f"role of {self.username!r}: a bare line number is the System login")
+
+    @property
+    def effective_role(self) -> str:
+        """The role given, or the default for the username."""
+        if self.role:
+            return self.role
+        prefix, _, _ = self.username.rpartition("@")
+        if not prefix:
+            return "system"
+        return "admin" if prefix.lower() == "admin" else "operator"
 
 
 @dataclass(frozen=True)
@@ -78,6 +113,6 @@ class SimConfig:
 
 DEMO_ACCOUNTS = (
     Account("5556661234", "demo"),
-    Account("admin@5556661234", "demo"),
-    Account("operator@5556661234", "demo"),
+    Account("admin@5556661234", "demo", "admin"),
+    Account("operator@5556661234", "demo", "operator"),
 )

@@ -60,8 +60,12 @@ async def message_send(call: Call) -> Response:
     for number in recipients:
         if (call.login.line, number) in call.world.opted_out:
             return _opted_out_text(number)
+    from_name = call.params.get("fromName") or None
     return await _outcome(
-        call, recipients[0], lambda: [_record(call, n, body, []) for n in recipients], _sms_answer
+        call,
+        recipients[0],
+        lambda: [_record(call, n, body, [], from_name) for n in recipients],
+        _sms_answer,
     )
 
 
@@ -76,8 +80,10 @@ def _check_body(call: Call, body: str, require_text: bool) -> Response | None:
     return None
 
 
-def _record(call: Call, number: str, body: str, files: list[StoredFile]) -> Message:
-    message = call.world.record(call.login.line, number, body, "ZO", files)
+def _record(
+    call: Call, number: str, body: str, files: list[StoredFile], from_name: str | None = None
+) -> Message:
+    message = call.world.record(call.login.line, number, body, "ZO", files, from_name)
     call.webhooks.message_sent(message)
     return message
 

@@ -55,6 +55,9 @@ class Message:
     device_id: int
     contact_id: int
     files: list[StoredFile] = field(default_factory=list)
+    from_name: str | None = None  # message/send's `fromName`
+    read: bool = True  # a received text starts unread
+    deleted: bool = False  # by message/delete or conversation/delete: gone from lists and gets
 
     @property
     def fingerprint(self) -> str:
@@ -124,15 +127,14 @@ class World:
     # Accounts and sessions
 
     def add_account(self, account: Account) -> None:
-        """Register a login; prefix@number makes an Admin (prefix "admin") or an Operator."""
+        """Register a login with its role (the line's own number is the System login)."""
         prefix, _, number = account.username.rpartition("@")
         line = e164(number)
         if line is None:
             raise ValueError(f"account {account.username!r}: not a phone number")
-        role = "system" if not prefix else ("admin" if prefix.lower() == "admin" else "operator")
         key = f"{prefix}@{line[-10:]}" if prefix else line[-10:]
         self.passwords[key] = account.password
-        self.roles[key] = (line, role)
+        self.roles[key] = (line, account.effective_role)
         self.devices.setdefault(line, 309_626_613 + len(self.devices))
 
     def login(self, username: str, password: str) -> str | None:
@@ -162,7 +164,15 @@ class World:
         self.next_id += self.rng.randint(1, 4096)
         return self.next_id
 
-    def record(self, line: str, other: str, body: str, direction: str, files: list[StoredFile]) -> Message:
+    def record(
+        self,
+        line: str,
+        other: str,
+        body: str,
+        direction: str,
+        files: list[StoredFile],
+        from_name: str | None = None,
+    ) -> Message:
         """Keep a message and count the send (for duplicate detection)."""
         code, status = self._fate(other) if direction == "ZO" else (4, 1003)
         message = Message(
@@ -178,6 +188,8 @@ class World:
             device_id=self.devices.get(line, 0),
             contact_id=self.contact_for(line, other),
             files=files,
+            from_name=from_name,
+            read=direction == "ZO",
         )
         self.messages[message.id] = message
         self.by_line.setdefault(line, []).append(message.id)
@@ -202,6 +214,27 @@ class World:
         self.next_contact += 1
         contacts[self.next_contact] = {"id": self.next_contact, "mobileNumber": number}
         return self.next_contact
+
+    def contact_of(self, message: Message) -> dict[str, Any] | None:
+        """The line's contact a message names (None once the contact is deleted)."""
+        return self.contacts.get(message.line, {}).get(message.contact_id)
+
+    def own_message(self, line: str, raw_id: str) -> Message | None:
+        """A message of the line by its id as sent on the wire; None if unknown, another line's or
+        deleted."""
+        try:
+            message = self.messages.get(int(raw_id))
+        except ValueError:
+            return None
+        return message if message and message.line == line and not message.deleted else None
+
+    def delete(self, messages: list[Message]) -> None:
+        """Hide messages from every list and get (they stay counted in the admin counters)."""
+        gone = {m.id for m in messages}
+        for message in messages:
+            message.deleted = True
+        for line in {m.line for m in messages}:
+            self.by_line[line] = [i for i in self.by_line.get(line, []) if i not in gone]
 
     def newest_first(self, line: str) -> list[Message]:
         """The line's messages, newest first (what conversation/list groups)."""

@@ -6,11 +6,15 @@ delivery time; the status is computed from the clock when asked, so nothing runs
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from simulator.numbers import national, ptn
-from simulator.state import Message
+from simulator.state import Login, Message
+
+# The live service wrote dates in its own local time (captures show -07:00 and -08:00).
+PROVIDER_ZONE = ZoneInfo("America/Los_Angeles")
 
 STATUS_DESCRIPTIONS = {
     0: "Successful transmission - no acknowledgment from carrier",
@@ -42,15 +46,25 @@ def transition_times(message: Message) -> list[float]:
 
 
 def iso(timestamp: float) -> str:
-    """ISO-8601 with offset, as the provider writes dates."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    """ISO-8601 in US Pacific time with its offset, as the provider wrote dates. Milliseconds are
+    kept (the captures show whole seconds) so that a client comparing a message's date with the
+    moment it sent never sees the message as older than the send."""
+    return datetime.fromtimestamp(timestamp, PROVIDER_ZONE).isoformat(timespec="milliseconds")
 
 
-def message_object(message: Message, now: float) -> dict[str, Any]:
-    """The message object of message/get, message/list and conversation/get (id as a string)."""
+def _names(contact: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    if contact is None:
+        return None, None
+    return contact.get("firstName"), contact.get("lastName")
+
+
+def message_object(message: Message, now: float, contact: dict[str, Any] | None) -> dict[str, Any]:
+    """The message object of message/get, message/list and conversation/get (id as a string), with
+    the names of the line's contact for the other party (null where the contact has none)."""
     code, status = status_at(message, now)
     sent = message.direction == "ZO"
     line, other = ptn(message.line), ptn(message.other)
+    first_name, last_name = _names(contact)
     return {
         "id": str(message.id),
         "fingerprint": message.fingerprint,
@@ -70,9 +84,13 @@ def message_object(message: Message, now: float) -> dict[str, Any]:
         "type": message.direction,
         "deviceId": message.device_id,
         "contactId": message.contact_id,
-        "isRead": not sent,
-        "deleted": False,
-        "visible": True,
+        "firstName": first_name,
+        "lastName": last_name,
+        "mobileNumber": national(message.other),
+        "fromName": message.from_name,
+        "isRead": message.read,
+        "deleted": message.deleted,
+        "visible": not message.deleted,
         "channelAddress": line,
     }
 
@@ -98,9 +116,9 @@ def webhook_payload(message: Message, now: float) -> dict[str, Any]:
         "dateDelivered": iso(message.created + message.delivery_s) if final and sent else None,
         "deviceId": message.device_id,
         "contactId": message.contact_id,
-        "read": not sent,
-        "deleted": False,
-        "visible": True,
+        "read": message.read,
+        "deleted": message.deleted,
+        "visible": not message.deleted,
         "cc": None,
         "bcc": None,
         "scheduledDate": None,
@@ -108,18 +126,51 @@ def webhook_payload(message: Message, now: float) -> dict[str, Any]:
     }
 
 
-def conversation_object(messages: list[Message], now: float) -> dict[str, Any]:
-    """A conversation from its messages (newest first)."""
-    newest = messages[0]
+def conversation_object(messages: list[Message], contact: dict[str, Any] | None) -> dict[str, Any]:
+    """A conversation from its messages (newest first) and the contact of the other party."""
+    newest, oldest = messages[0], messages[-1]
+    first_name, last_name = _names(contact)
+    unread = sum(not m.read for m in messages)
     return {
         "id": newest.fingerprint,
         "fingerprint": newest.fingerprint,
         "address": ptn(newest.other),
+        "dateCreated": iso(oldest.created),
+        "lastUpdated": iso(newest.created),
         "lastMessageBody": newest.body,
         "lastMessageDate": iso(newest.created),
-        "unreadCount": 0,
+        "lastContactId": newest.contact_id,
+        "lastContactFirstName": first_name,
+        "lastContactLastName": last_name,
+        "lastContactMobileNumber": national(newest.other),
+        "unreadCount": unread,
         "deviceId": newest.device_id,
         "contactId": newest.contact_id,
-        "new": False,
+        "new": unread > 0,
         "deleted": False,
+    }
+
+
+def user_object(login: Login, received: int, sent: int) -> dict[str, Any]:
+    """user/get: the logged-in user (named by the login's prefix; the System login has no name)
+    on the line's number. The simulator keeps no user settings or groups."""
+    name = login.username or ""
+    return {
+        "user": {
+            "firstName": name,
+            "lastName": "",
+            "fullName": name,
+            "mobileNumber": national(login.line),
+            "carrier": "Zipwhip",
+            "email": "",
+            "notes": "",
+            "zipcode": "",
+            "birthday": "",
+            "loc": "",
+            "websiteDeviceId": login.device_id,
+            "MOCount": received,
+            "ZOCount": sent,
+        },
+        "settings": {},
+        "groups": [],
     }

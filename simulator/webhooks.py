@@ -70,6 +70,11 @@ class WebhookDispatcher:
             for hook in self._hooks(message.line, "optout", "change"):
                 self._schedule(time.time(), hook, (message, time.time()))
 
+    def message_changed(self, message: Message, event: str) -> None:
+        """A `read` or `delete` event now (message/read, message/delete and the conversation ones)."""
+        for hook in self._hooks(message.line, "message", event):
+            self._schedule(time.time(), hook, (message, time.time()))
+
     async def run(self) -> None:
         """Deliver due calls until cancelled."""
         async with httpx.AsyncClient(timeout=5.0) as client:

@@ -3,20 +3,18 @@ run against the simulator: what any existing Zipwhip client relies on."""
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
+from tests.contract.raw import LINE, PASSWORD, STYLES, Receiver, Style, login, webhook_receiver
 from tests.support.simulator import SimulatorHandle, run_simulator
 
-LINE, PASSWORD = "5556661234", "demo"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+PACIFIC = ZoneInfo("America/Los_Angeles")
 _numbers = iter(range(3000, 4000))
 
 
@@ -30,28 +28,12 @@ def sim() -> Iterator[SimulatorHandle]:
         yield handle
 
 
-Style = Callable[[str, str, dict[str, Any]], requests.Response]
-
-
-def get_query(base: str, method: str, params: dict[str, Any]) -> requests.Response:
-    return requests.get(base + method, params=params, timeout=10)
-
-
-def post_form(base: str, method: str, params: dict[str, Any]) -> requests.Response:
-    return requests.post(base + method, data=params, timeout=10)
-
-
-def post_query_empty_body(base: str, method: str, params: dict[str, Any]) -> requests.Response:
-    return requests.post(base + method + "/", params=params, data=b"", timeout=10)  # trailing slash too
-
-
-STYLES = [get_query, post_form, post_query_empty_body]
-
-
-def login(base: str, username: str = LINE, style: Style = post_form) -> str:
-    answer = style(base, "user/login", {"username": username, "password": PASSWORD}).json()
-    assert answer["success"] is True and isinstance(answer["response"], str)
-    return str(answer["response"])
+def assert_pacific(written: str) -> None:
+    """A date as the live service wrote it: ISO-8601 in US Pacific time, its offset included."""
+    when = datetime.fromisoformat(written)
+    assert when.utcoffset() == when.astimezone(PACIFIC).utcoffset()
+    assert when.utcoffset() in (timedelta(hours=-7), timedelta(hours=-8))
+    assert abs(datetime.now(PACIFIC) - when) < timedelta(minutes=5)
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -156,7 +138,8 @@ def test_message_get_and_list_show_the_message_object(sim: SimulatorHandle) -> N
         assert field in got, field
     assert got["id"] == message_id and got["address"] == "ptn:/" + number and got["type"] == "ZO"
     assert got["transmissionState"]["name"] in {"PREPPING", "ACCEPTED", "QUEUED", "DELIVERED", "ERROR"}
-    assert got["dateCreated"].endswith("+00:00")
+    assert_pacific(got["dateCreated"])
+    assert_pacific(got["lastUpdated"])
     listing = requests.post(
         sim.base_url + "message/list", data={"session": key, "start": 0, "limit": 2}
     ).json()
@@ -178,54 +161,35 @@ def test_conversation_get_and_list(sim: SimulatorHandle) -> None:
         sim.base_url + "conversation/list", data={"session": key, "start": 0, "limit": 5}
     ).json()
     assert {"total", "size"} <= set(listing)
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    received: queue.Queue[tuple[str, dict[str, Any], str]] = queue.Queue()
-    fail_first = 0
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers["Content-Length"]))
-        if _Receiver.fail_first > 0:
-            _Receiver.fail_first -= 1
-            self.send_response(500)
-            self.end_headers()
-            return
-        _Receiver.received.put((self.path, json.loads(raw), raw.decode()))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        pass
+    assert_pacific(got["response"]["conversation"]["lastMessageDate"])
+    assert_pacific(listing["response"][0]["lastMessageDate"])
 
 
 @pytest.fixture
-def receiver() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def receiver() -> Iterator[Receiver]:
+    with webhook_receiver() as running:
+        yield running
 
 
-def test_webhooks_are_registered_and_delivered_flat(sim: SimulatorHandle, receiver: str) -> None:
+def test_webhooks_are_registered_and_delivered_flat(sim: SimulatorHandle, receiver: Receiver) -> None:
     key = login(sim.base_url, f"admin@{LINE}")
     added = requests.post(
         sim.base_url + "webhook/add",
-        data={"session": key, "type": "message", "event": "progress", "url": receiver + "/progress"},
+        data={"session": key, "type": "message", "event": "progress", "url": receiver.url + "/progress"},
     ).json()
     assert isinstance(added["response"], list) and "webhookId" in added["response"][0]
-    _Receiver.fail_first = 1  # the first delivery fails: the simulator must retry it
+    receiver.fail_first[0] = 1  # the first delivery fails: the simulator must retry it
     number = recipient()
     requests.post(
         sim.base_url + "message/send", data={"session": key, "contacts": number, "body": "track me"}
     )
     codes = []
     while 4 not in codes:
-        path, payload, raw = _Receiver.received.get(timeout=10)
+        path, payload, raw = receiver.received.get(timeout=10)
         assert path == "/progress" and "success" not in payload  # no envelope
         assert isinstance(payload["id"], int) and f'"id": {payload["id"]}' in raw.replace('"id":', '"id": ')
         assert payload["finalDestination"].endswith(number) and payload["messageType"] == "ZO"
+        assert_pacific(payload["dateCreated"])
         codes.append(payload["statusCode"])
     assert codes[-1] == 4 and set(codes) <= {1, 2, 4}
     hook_id = added["response"][-1]["webhookId"]

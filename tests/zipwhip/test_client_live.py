@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -66,6 +67,14 @@ def test_sms_then_get_list_and_conversation(client: ZipwhipClient, session: str)
         c.fingerprint == receipt.fingerprint
         for c in client.list_conversations(session, limit=100).conversations
     )
+
+
+def test_the_simulators_pacific_dates_read_as_utc_instants(client: ZipwhipClient, session: str) -> None:
+    before = datetime.now(UTC)
+    receipt = client.send_sms(session, recipient(), "what time is it")
+    created = client.get_message(session, receipt.message_id).date_created
+    assert created is not None and created.utcoffset() == timedelta(0)
+    assert before - timedelta(seconds=1) <= created <= datetime.now(UTC)
 
 
 def test_an_sms_to_several_contacts_has_a_distinct_root(client: ZipwhipClient, session: str) -> None:

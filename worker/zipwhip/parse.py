@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from worker.zipwhip.results import (
@@ -54,12 +54,16 @@ def _opt_int(value: Any) -> int | None:
 
 
 def _when(value: Any) -> datetime | None:
+    """A provider date as an aware UTC datetime, whatever offset it was written in (`Z`, `+00:00`,
+    the live service's own `-07:00`/`-08:00`); one without an offset is read as UTC. Normalised
+    because every time the project keeps or shows is UTC (an inbound text's `received_at` too)."""
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value)
+        when = datetime.fromisoformat(value)
     except ValueError:
         return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _object(value: Any, what: str) -> Mapping[str, Any]:
