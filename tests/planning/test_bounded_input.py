@@ -7,9 +7,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
-import struct
 import threading
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import pytest
 
 import worker.planning.plan as planning
+from tests.support.images import png_declaring
 from worker.planning import FileInput, Limits, PlanningError, plan_message
 from worker.planning.files import FileRefused, read_at_most, read_regular_file
 
@@ -213,42 +212,25 @@ def test_attachments_of_the_wrong_shape_are_named(attachments: Any, field: str, 
 SHRINK = Limits(mms_payload_max_bytes=5_000, shrink_images=True)
 
 
-def _png_declaring(width: int, height: int, padding: int = 10_000) -> bytes:
-    """A small PNG whose header declares `width`×`height` pixels (a decompression bomb's shape)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    filler = chunk(b"tEXt", b"padding\x00" + b"x" * padding)  # over the payload limit: shrinking is tried
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + filler
-        + chunk(b"IDAT", zlib.compress(b""))
-        + chunk(b"IEND", b"")
-    )
-
-
 @pytest.fixture
 def pillow() -> Iterator[Any]:
     yield pytest.importorskip("PIL.Image")
 
 
 def test_a_decompression_bomb_is_a_problem_naming_the_file(pillow: Any) -> None:
-    message = _problem([FileInput("bomb.png", _png_declaring(100_000, 100_000))], SHRINK)
+    message = _problem([FileInput("bomb.png", png_declaring(100_000, 100_000))], SHRINK)
     assert message == "bomb.png: declares more pixels than allowed (24,000,000), like a decompression bomb"
 
 
 def test_a_bomb_above_pillow_s_own_bound_is_named_with_that_bound(pillow: Any) -> None:
     limits = Limits(mms_payload_max_bytes=5_000, shrink_images=True, image_max_pixels=10**12)
-    message = _problem([FileInput("bomb.png", _png_declaring(100_000, 100_000))], limits)
+    message = _problem([FileInput("bomb.png", png_declaring(100_000, 100_000))], limits)
     bound = f"{pillow.MAX_IMAGE_PIXELS:,}"
     assert message == f"bomb.png: declares more pixels than allowed ({bound}), like a decompression bomb"
 
 
 def test_a_header_declaring_more_pixels_than_the_setting_is_refused(pillow: Any) -> None:
-    message = _problem([FileInput("tall.png", _png_declaring(4_000, 6_001))], SHRINK)
+    message = _problem([FileInput("tall.png", png_declaring(4_000, 6_001))], SHRINK)
     assert message == "tall.png: 4,000×6,001 is more pixels than allowed (24,000,000)"
 
 
@@ -272,7 +254,7 @@ def test_an_image_over_the_pixel_bound_is_refused_before_it_is_decoded(
     [
         (FileInput("broken.png", PNG + b"\x00" * 6_000), "broken.png: cannot be read as a PNG image"),
         (FileInput("broken.jpg", JPEG + b"\x00" * 6_000), "broken.jpg: cannot be read as a JPEG image"),
-        (FileInput("huge.png", _png_declaring(10, 10, padding=30_000)), "the largest image shrunk to fit"),
+        (FileInput("huge.png", png_declaring(10, 10, padding=30_000)), "the largest image shrunk to fit"),
     ],
 )
 def test_an_image_pillow_cannot_read_is_a_problem_naming_it(pillow: Any, file: FileInput, says: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from typing import Any
 
@@ -19,6 +20,7 @@ MAX_ROUNDS = 12
 # to at most this many pixels: a 600 KB MMS holds a few megapixels at most.
 WORKING_PIXELS = 4_000_000
 _FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG"}
+_OBJECT = re.compile(r"\s*<[^<>]* object at 0x[0-9a-f]+>")  # Pillow names its buffer: noise to a caller
 
 
 class ImageRefused(ValueError):
@@ -52,7 +54,7 @@ def shrink_to_fit(file: Attachment, max_bytes: int, max_pixels: int) -> Attachme
     except Exception as error:
         # Hostile files make Pillow raise many types (OSError, SyntaxError, ValueError,
         # DecompressionBombError, zlib and struct errors): to the caller each means "cannot read".
-        reason = str(error).strip()[:120] or type(error).__name__
+        reason = _OBJECT.sub("", str(error)).strip()[:120] or type(error).__name__
         raise ImageRefused(f"cannot be read as a {fmt} image: {reason}") from None
 
 

@@ -44,6 +44,9 @@ class Message(SQLModel, table=True):
     recipient: str = Field(description="E.164")
     state: str = Field(default=State.QUEUED.value)
     idempotency_key: str | None = None
+    request_digest: str | None = Field(
+        default=None, description="sha256 of what was asked, with a key: a reused key must ask the same"
+    )
     send_at: datetime | None = None
     expires_at: datetime | None = None
     meta: dict[str, Any] | None = Field(default=None, sa_column=Column("meta", JSON))

@@ -27,6 +27,7 @@ class NewMessage:
     send_at: datetime | None
     expires_at: datetime | None
     metadata: Mapping[str, Any] | None
+    request_digest: str | None = None  # what was asked, when an idempotency key is given
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class LineFacts:
 
     line_id: int
     opted_out: set[str]  # of the recipients asked about
-    existing: dict[str, int]  # message id by idempotency key, of the keys asked about
+    existing: dict[str, tuple[int, str | None]]  # (message id, request digest) by idempotency key
 
 
 # Built once: building them on every call showed in the producer's profile.
@@ -48,7 +49,7 @@ _LINE_AND_OPT_OUTS = (
     )
     .where(Line.phone == bindparam("phone"))
 )
-_EXISTING_KEYS = select(Message.idempotency_key, Message.id).where(
+_EXISTING_KEYS = select(Message.idempotency_key, Message.id, Message.request_digest).where(
     Message.line_id == bindparam("line_id"),
     col(Message.idempotency_key).in_(bindparam("keys", expanding=True)),
 )
@@ -66,16 +67,7 @@ def look_up_line(
         return None
     line_id = int(rows[0][0])
     existing = connection.execute(_EXISTING_KEYS, {"line_id": line_id, "keys": keys}).all() if keys else []
-    return LineFacts(line_id, {n for _, n in rows if n}, {k: int(i) for k, i in existing})
-
-
-def existing_message(connection: Connection, line_number: str | None, key: str | None) -> int | None:
-    """The message a line already has under this idempotency key."""
-    line_id = connection.execute(select(Line.id).where(Line.phone == line_number)).scalar()
-    if not line_id or not key:
-        return None
-    found = connection.execute(_EXISTING_KEYS, {"line_id": line_id, "keys": [key]}).first()
-    return int(found[1]) if found else None
+    return LineFacts(line_id, {n for _, n in rows if n}, {k: (int(i), d) for k, i, d in existing})
 
 
 def insert_messages(connection: Connection, items: list[NewMessage], now: datetime) -> list[int]:
@@ -112,6 +104,7 @@ def _message_row(c: NewMessage, now: datetime) -> dict[str, Any]:
         "recipient": c.plan.to,
         "state": State.QUEUED.value,
         "idempotency_key": c.idempotency_key,
+        "request_digest": c.request_digest,
         "send_at": c.send_at,
         "expires_at": c.expires_at,
         "meta": dict(c.metadata) if c.metadata else None,
