@@ -239,6 +239,7 @@ def test_bad_input_is_named_and_changes_nothing(
         enqueue(runtime, request["line"], request["to"], request["body"], request["files"], **extras)
     assert field in {p.field for p in caught.value.problems}, caught.value
     assert says in str(caught.value)
+    assert len(str(caught.value)) < 500, "an error quotes what it names, not all of it"
     with Session(runtime.engine) as session:
         for table in (Message, Part, Attachment, StatusEvent):
             assert session.exec(select(func.count()).select_from(table)).one() == 0, table
