@@ -49,6 +49,14 @@ class Settings(BaseSettings):
         600_000, description="Largest MMS payload (body + files); 600 KB read as the smaller 600,000."
     )
     shrink_images: bool = Field(False, description="Shrink JPEG/PNG images with Pillow to fit an MMS.")
+    image_max_bytes: int = Field(
+        20_000_000, ge=1, description="Largest JPEG/PNG file read to be shrunk (with shrink_images)."
+    )
+    image_max_pixels: int = Field(
+        24_000_000,
+        ge=1,
+        description="Most pixels of an image decoded to be shrunk, read from its header before decoding.",
+    )
 
     # Sending and retrying.
     send_max_attempts: int = Field(6, description="Provider attempts per part before it ends failed.")

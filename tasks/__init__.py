@@ -5,6 +5,6 @@ message_id = send_message("+15556661234", "+12065551234", "Your order shipped")
 ids = send_messages([{"line": "+15556661234", "to": "+12065551234", "body": "Your order shipped"}, ...])
 """
 
-from tasks.producer import InvalidMessage, TextRequest, send_message, send_messages
+from tasks.producer import IdempotencyConflict, InvalidMessage, TextRequest, send_message, send_messages
 
-__all__ = ["InvalidMessage", "TextRequest", "send_message", "send_messages"]
+__all__ = ["IdempotencyConflict", "InvalidMessage", "TextRequest", "send_message", "send_messages"]

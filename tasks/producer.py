@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from worker.enqueue import TextRequest, enqueue, enqueue_many
-from worker.planning import FileInput, PlanningError
+from worker.planning import FileInput, IdempotencyConflict, PlanningError
 from worker.runtime import get_runtime
 
 InvalidMessage = PlanningError  # raised for bad input; `.problems` names every one
+
+__all__ = ["IdempotencyConflict", "InvalidMessage", "TextRequest", "send_message", "send_messages"]
 
 
 def send_message(
@@ -28,19 +30,20 @@ def send_message(
 ) -> int:
     """Queue a text from `line` to `to` and return the message id once it is durably recorded.
 
-    `attachments` are paths or `FileInput(name, data)`. A body over the SMS limit goes as an MMS
-    with a .txt attachment. The same `idempotency_key` on the same line returns the first message's
-    id and sends nothing more. `send_at` schedules it; `expires_at` rejects it if it could not go out
-    in time. `priority` is "high" (takes the line's next slots, ahead of everything waiting there),
-    "normal" or "bulk" (goes after both). Raises `InvalidMessage` (naming every problem, recording
-    nothing) for bad input.
+    `attachments` are paths (regular files, not links) or `FileInput(name, data)`. A body over the
+    SMS limit goes as an MMS with a .txt attachment. The same `idempotency_key` on the same line
+    with the same request returns the first message's id and sends nothing more; with a different
+    request it raises `IdempotencyConflict`. `send_at` schedules it; `expires_at` rejects it if it
+    could not go out in time. `priority` is "high" (takes the line's next slots, ahead of everything
+    waiting there), "normal" or "bulk" (goes after both). Raises `InvalidMessage` (naming every
+    problem, recording nothing) for bad input.
     """
     return enqueue(
         get_runtime().ready(),
         line,
         to,
         body,
-        [a if isinstance(a, FileInput) else str(a) for a in attachments],
+        attachments,
         idempotency_key=idempotency_key,
         send_at=send_at,
         expires_at=expires_at,

@@ -11,24 +11,34 @@ and its commit (one disk flush), which is what makes a blast fast (see `outbox b
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from worker.dispatch import AtCommit
-from worker.planning import FileInput, Plan, PlanningError, Problem, normalize_number, plan_message
+from worker.idempotency import request_digest, used_before, used_in_call
+from worker.planning import (
+    FileInput,
+    IdempotencyConflict,
+    Plan,
+    PlanningError,
+    Problem,
+    normalize_number,
+    plan_message,
+)
+from worker.request_checks import check_key, check_metadata, check_times
 from worker.runtime import Runtime
 from worker.store.models import utcnow
-from worker.store.new_messages import LineFacts, NewMessage, existing_message, insert_messages, look_up_line
+from worker.store.new_messages import LineFacts, NewMessage, insert_messages, look_up_line
 from worker.store.states import Priority
 
-IDEMPOTENCY_KEY_MAX = 200
 MAX_TEXTS_PER_CALL = 10_000  # one transaction; more in one call would hold it open too long
+RECORD_ATTEMPTS = 3  # a lost race for an idempotency key is looked up again; more is a real fault
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,7 @@ class TextRequest:
     line: str
     to: str
     body: str | None = None
-    attachments: Sequence[FileInput | str] = ()
+    attachments: Iterable[FileInput | str | os.PathLike[str]] = ()
     idempotency_key: str | None = None
     send_at: datetime | None = None
     expires_at: datetime | None = None
@@ -51,7 +61,7 @@ def enqueue(
     line: str,
     to: str,
     body: str | None = None,
-    attachments: Sequence[FileInput | str] = (),
+    attachments: Iterable[FileInput | str | os.PathLike[str]] = (),
     *,
     idempotency_key: str | None = None,
     send_at: datetime | None = None,
@@ -116,18 +126,23 @@ def _enqueue(
         found += _named(own, n if indexed else None)
         plan = checked[-1].plan if checked[-1] else None
         line_numbers.append(plan.line if plan else _line_number(runtime, request.line) if request else None)
-    at_commit = AtCommit(runtime)
-    try:
-        with runtime.engine.begin() as connection:
-            ids = _record_all(connection, requests, checked, line_numbers, now, found, indexed, at_commit)
-    except IntegrityError:
-        # An idempotency key raced us from another producer: take them one by one, so that each
-        # finds the message that won.
-        if len(requests) == 1 and requests[0] is not None:
-            return [_existing_after_race(runtime, line_numbers[0], requests[0].idempotency_key)]
-        return [_enqueue(runtime, [r], indexed=False)[0] for r in requests]
-    at_commit.publish()
-    return ids
+    attempts = RECORD_ATTEMPTS
+    while True:
+        at_commit = AtCommit(runtime)  # what may go to a worker at once, published after the commit
+        try:
+            with runtime.engine.begin() as connection:
+                ids = _record_all(
+                    connection, requests, checked, line_numbers, now, list(found), indexed, at_commit
+                )
+            at_commit.publish()
+            return ids
+        except IntegrityError:
+            # Another producer inserted one of these idempotency keys between our look-up and our
+            # insert. Look them all up again (all or none is recorded): each finds the message that
+            # won, and is its id if it asked the same, or a conflict if not.
+            attempts -= 1
+            if not attempts:
+                raise
 
 
 def _named(problems: list[Problem], index: int | None) -> list[Problem]:
@@ -141,13 +156,15 @@ def _check(
     runtime: Runtime, request: TextRequest, now: datetime, problems: list[Problem]
 ) -> NewMessage | None:
     plan = _plan(runtime, request, problems)
-    send_at, expires_at = _check_times(request.send_at, request.expires_at, now, problems)
-    _check_extras(request.idempotency_key, request.metadata, problems)
+    send_at, expires_at = check_times(request.send_at, request.expires_at, now, problems)
+    check_key(request.idempotency_key, problems)
+    metadata = check_metadata(request.metadata, problems)
     priority = _check_priority(request.priority, problems)
     if plan is None or problems:
         return None
+    digest = request_digest(plan, send_at, expires_at, metadata) if request.idempotency_key else None
     # The line's id comes from the database, with the other checks that need it.
-    return NewMessage(0, plan, request.idempotency_key, send_at, expires_at, request.metadata, priority)
+    return NewMessage(0, plan, request.idempotency_key, send_at, expires_at, metadata, priority, digest)
 
 
 def _check_priority(value: object, problems: list[Problem]) -> Priority:
@@ -168,46 +185,6 @@ def _plan(runtime: Runtime, request: TextRequest, problems: list[Problem]) -> Pl
     except PlanningError as error:
         problems.extend(error.problems)
         return None
-
-
-def _as_utc(value: datetime) -> datetime:
-    """Aware datetimes are converted; naive ones are taken to be UTC already."""
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _check_times(
-    send_at: datetime | None, expires_at: datetime | None, now: datetime, problems: list[Problem]
-) -> tuple[datetime | None, datetime | None]:
-    for name, value in (("send_at", send_at), ("expires_at", expires_at)):
-        if value is not None and not isinstance(value, datetime):
-            problems.append(Problem(name, f"must be a datetime, not {type(value).__name__}"))
-            return None, None
-    send_at = _as_utc(send_at) if send_at else None
-    expires_at = _as_utc(expires_at) if expires_at else None
-    if expires_at is not None and expires_at <= now:
-        problems.append(Problem("expires_at", f"{expires_at.isoformat()} is already past"))
-    elif expires_at is not None and send_at is not None and expires_at <= send_at:
-        problems.append(Problem("expires_at", "must be later than send_at"))
-    return send_at, expires_at
-
-
-def _check_extras(
-    idempotency_key: str | None, metadata: Mapping[str, Any] | None, problems: list[Problem]
-) -> None:
-    if idempotency_key is not None and not (
-        isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX
-    ):
-        problems.append(
-            Problem("idempotency_key", f"must be a non-empty string of at most {IDEMPOTENCY_KEY_MAX}")
-        )
-    if metadata is None:
-        return
-    try:
-        if not isinstance(metadata, Mapping):
-            raise TypeError
-        json.dumps(dict(metadata))
-    except (TypeError, ValueError):
-        problems.append(Problem("metadata", "must be a JSON-serialisable mapping"))
 
 
 def _line_number(runtime: Runtime, line: str) -> str | None:
@@ -232,6 +209,8 @@ def _record_all(
     ids: list[int | None] = [None] * len(requests)
     line_ids: list[int] = [0] * len(requests)
     lines: dict[int, LineFacts] = {}
+    conflicts: list[Problem] = []
+    conflicted: set[int] = set()
     for number in {n for n in line_numbers if n is not None}:
         mine = [i for i, n in enumerate(line_numbers) if n == number]
         mine_checked = [c for i in mine if (c := checked[i])]
@@ -246,14 +225,23 @@ def _record_all(
         lines[found.line_id] = found
         for i in mine:
             line_ids[i], c = found.line_id, checked[i]
-            if c is not None and c.idempotency_key in found.existing:
-                ids[i] = found.existing[c.idempotency_key]
+            earlier = found.existing.get(c.idempotency_key) if c and c.idempotency_key else None
+            if c is not None and c.idempotency_key and earlier is not None:
+                message_id, digest = earlier
+                if digest is None or digest == c.request_digest:  # older rows have none: they match
+                    ids[i] = message_id
+                else:
+                    conflicts += _named([used_before(c.idempotency_key, message_id)], i if indexed else None)
+                    conflicted.add(i)
             elif c is not None and c.plan.to in found.opted_out:
                 stop = Problem("to", f"{c.plan.to} opted out of texts from {number} (texted STOP)")
                 problems += _named([stop], i if indexed else None)
+    settled = {i for i, message_id in enumerate(ids) if message_id is not None} | conflicted
+    fresh, repeats = _new_requests(checked, line_ids, settled, conflicts)
     if problems:
-        raise PlanningError(problems)
-    fresh, repeats = _new_requests(checked, line_ids, ids)
+        raise PlanningError(problems + conflicts)
+    if conflicts:
+        raise IdempotencyConflict(conflicts)
     items = [replace(c, line_id=line_ids[i]) for i in fresh if (c := checked[i])]
     inserted = insert_messages(connection, items, now, at_commit.lease(connection, items, lines, now))
     at_commit.recorded(inserted)
@@ -265,29 +253,25 @@ def _record_all(
 
 
 def _new_requests(
-    checked: list[NewMessage | None], line_ids: list[int], ids: list[int | None]
+    checked: list[NewMessage | None], line_ids: list[int], settled: set[int], conflicts: list[Problem]
 ) -> tuple[list[int], dict[int, int]]:
-    """The requests to insert, and those repeating an idempotency key of an earlier one in the same
-    call (by index: the first one's message is theirs)."""
+    """The requests to insert (not `settled` by a stored message), and those repeating an
+    idempotency key of an earlier one in the same call (by index: the first one's message is
+    theirs); a repeat asking for something else is a conflict, added to `conflicts`."""
     first_with_key: dict[tuple[int, str], int] = {}
     repeats: dict[int, int] = {}
     fresh = []
     for i, c in enumerate(checked):
-        if ids[i] is not None or c is None:
+        if i in settled or c is None:
             continue
         if c.idempotency_key is not None:
             key = (line_ids[i], c.idempotency_key)
-            if key in first_with_key:
-                repeats[i] = first_with_key[key]
+            first = first_with_key.setdefault(key, i)
+            if first != i:
+                other = checked[first]
+                if other is not None and other.request_digest != c.request_digest:
+                    conflicts += _named([used_in_call(c.idempotency_key, first)], i)
+                repeats[i] = first
                 continue
-            first_with_key[key] = i
         fresh.append(i)
     return fresh, repeats
-
-
-def _existing_after_race(runtime: Runtime, line_number: str | None, key: str | None) -> int:
-    with runtime.engine.connect() as connection:
-        found = existing_message(connection, line_number, key)
-    if found is None:
-        raise RuntimeError("message insert conflicted but no earlier message was found")
-    return found

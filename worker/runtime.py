@@ -99,6 +99,8 @@ class Runtime:
             mms_max_attachments=s.mms_max_attachments,
             mms_payload_max_bytes=s.mms_payload_max_bytes,
             shrink_images=s.shrink_images,
+            image_max_bytes=s.image_max_bytes,
+            image_max_pixels=s.image_max_pixels,
             max_parts=s.message_max_parts,
             default_region=s.default_region,
             allowed_country_codes=tuple(s.allowed_country_codes),

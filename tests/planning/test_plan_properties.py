@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.planning import FileInput, Limits, PartKind, plan_message, reassemble
+from worker.planning.text import WORD_WINDOW, cut
 
 LINE, TO = "5556661234", "2065551234"
 SMALL = Limits(body_max_bytes=40, mms_max_attachments=2, mms_payload_max_bytes=200, max_parts=100_000)
@@ -99,3 +100,39 @@ def test_long_texts_at_the_real_limits(body: str) -> None:
 @given(inputs=files.filter(bool), body=st.sampled_from(["", "   ", None]))
 def test_files_without_text(inputs: list[FileInput], body: str | None) -> None:
     _check(body or "", inputs, SMALL)
+
+
+def _reference_cut(text: str, max_bytes: int) -> int:
+    """The cut as first written: every cluster walked from the start (slow, plainly right)."""
+    if len(text.encode()) <= max_bytes:
+        return len(text)
+    used, end, word_end, word_used = 0, 0, 0, 0
+    for match in regex.finditer(r"\X", text, flags=regex.DOTALL):
+        size = len(match.group().encode())
+        if used + size > max_bytes:
+            break
+        used, end = used + size, match.end()
+        if match.group().isspace():
+            word_end, word_used = end, used
+    return word_end if word_end and word_used >= max_bytes * (1 - WORD_WINDOW) else end
+
+
+# Mostly ASCII (where the fast cut starts its walk late), with what could fool it just there: CR LF,
+# marks combining with an ASCII letter or a space, joined emoji, flags.
+ascii_heavy = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [*TRICKY, "\r\n", "\r", "\n", " ", "a\u0301", "e\u0301\u0302", " \u0301", "1\ufe0f\u20e3"]
+        ),
+        st.text(st.characters(max_codepoint=127), max_size=8),
+    ),
+    min_size=10,
+    max_size=300,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=ascii_heavy, share=st.floats(min_value=0, max_value=1))
+def test_the_fast_cut_is_the_plain_cut(text: str, share: float) -> None:
+    max_bytes = int(len(text.encode("utf-8", "surrogatepass")) * share)  # mostly a real cut
+    assert cut(text, max_bytes) == _reference_cut(text, max_bytes)

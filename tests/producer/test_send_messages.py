@@ -3,36 +3,21 @@ every problem is named by the text's index; idempotency keys hold within a call 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from config.settings import settings_from
-from tests.e2e.test_bad_input import CORPUS, PNG
-from worker.app import configure
+from tests.e2e.test_bad_input import CORPUS, PNG, prepared
+from tests.producer.conftest import LINE, OTHER
 from worker.enqueue import MAX_TEXTS_PER_CALL, TextRequest, enqueue, enqueue_many
 from worker.planning import FileInput, PlanningError
-from worker.runtime import Runtime, get_runtime
+from worker.runtime import Runtime
 from worker.store.consent import suppress
-from worker.store.db import migrate, transaction
+from worker.store.db import transaction
 from worker.store.models import Attachment, Line, Message, Part, StatusEvent, utcnow
-
-LINE, OTHER = "5556661234", "5556667777"
-
-
-@pytest.fixture
-def runtime(database_url: str, broker_url: str) -> Iterator[Runtime]:
-    configure(settings_from({"OUTBOX_BROKER_URL": broker_url, "OUTBOX_DATABASE_URL": database_url}))
-    runtime = get_runtime()
-    migrate(runtime.engine)
-    with transaction(runtime.engine) as session:
-        for number in (LINE, OTHER):
-            session.add(Line(phone="+1" + number, username=number, session_key="k:1", state="active"))
-    yield runtime
-    runtime.close()
 
 
 def _text(n: int, **extra: Any) -> dict[str, Any]:
@@ -64,9 +49,9 @@ def test_many_texts_are_recorded_in_order_like_single_ones(runtime: Runtime) -> 
 
 @pytest.mark.parametrize(("case", "given", "field", "says"), CORPUS, ids=[c[0] for c in CORPUS])
 def test_one_bad_text_among_good_ones_is_named_by_index_and_none_is_recorded(
-    runtime: Runtime, case: str, given: dict[str, Any], field: str, says: str
+    runtime: Runtime, tmp_path: Path, case: str, given: dict[str, Any], field: str, says: str
 ) -> None:
-    bad = _text(1, **given)
+    bad = _text(1, **prepared(given, runtime, tmp_path))
     if "files" in bad:
         bad["attachments"] = bad.pop("files")
     with pytest.raises(PlanningError) as caught:
@@ -103,20 +88,20 @@ def test_an_opted_out_recipient_and_an_unknown_line_are_named_by_index(runtime: 
 
 
 def test_idempotency_keys_hold_within_a_call_and_across_calls(runtime: Runtime) -> None:
-    first = enqueue(runtime, LINE, "+12065550001", "earlier", idempotency_key="order-1")
+    first = enqueue(runtime, LINE, "+12065550001", "Your order 1 shipped", idempotency_key="order-1")
     ids = enqueue_many(
         runtime,
         [
-            _text(1, idempotency_key="order-1"),  # seen before: the earlier message
+            _text(1, idempotency_key="order-1"),  # seen before, the same text: the earlier message
             _text(2, idempotency_key="order-2"),
-            _text(3, idempotency_key="order-2"),  # repeated in this call: the one just above
-            _text(4, idempotency_key="order-2", line=OTHER),  # another line: a message of its own
+            _text(2, idempotency_key="order-2"),  # repeated in this call: the one just above
+            _text(2, idempotency_key="order-2", line=OTHER),  # another line: a message of its own
             _text(5),
         ],
     )
     assert ids[0] == first and ids[1] == ids[2] and len({first, ids[1], ids[3], ids[4]}) == 4
     assert _count(runtime, Message) == 4
-    assert enqueue_many(runtime, [_text(9, idempotency_key="order-2")]) == [ids[1]]
+    assert enqueue_many(runtime, [_text(2, idempotency_key="order-2")]) == [ids[1]]
 
 
 def test_attachments_land_under_their_own_parts(runtime: Runtime) -> None:

@@ -13,7 +13,9 @@ from worker.cli.common import console, fail, print_json, ready_runtime
 from worker.enqueue import enqueue
 from worker.hooks import notify_final
 from worker.planning import PlanningError
+from worker.planning.files import FileRefused, read_regular_file
 from worker.report import message_report
+from worker.runtime import get_runtime
 from worker.store.db import transaction
 from worker.store.models import utcnow
 from worker.store.record import cancel
@@ -35,6 +37,18 @@ def _when(value: str | None, name: str) -> datetime | None:
         fail(f"{name}: not an ISO-8601 time: {value!r}")
 
 
+def _read_body(path: Path) -> str:
+    """The text of a --body-file: read as attachments are (a regular file, not a link, no more than
+    any message may carry), before anything else is done."""
+    try:
+        data = read_regular_file(path, get_runtime().limits.request_max_bytes, limit="one request may carry")
+        return data.decode("utf-8")
+    except FileRefused as error:
+        fail(f"--body-file {path}: {error}", code=2)
+    except UnicodeDecodeError:
+        fail(f"--body-file {path}: not UTF-8 text", code=2)
+
+
 def send(
     line: str = typer.Option(..., help="The sending line's number."),
     to: str = typer.Option(..., help="The recipient's number."),
@@ -53,10 +67,7 @@ def send(
     if body is not None and body_file is not None:
         fail("give --body or --body-file, not both")
     if body_file is not None:
-        try:
-            body = body_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            fail(f"--body-file {body_file}: {error}")
+        body = _read_body(body_file)
     try:
         message_id = enqueue(
             ready_runtime(),

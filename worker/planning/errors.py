@@ -28,3 +28,8 @@ class PlanningError(ValueError):
         if not self.problems:
             return "invalid message"
         return "invalid message: " + "; ".join(str(p) for p in self.problems)
+
+
+class IdempotencyConflict(PlanningError):
+    """Raised when an idempotency key already stands for a different request (an HTTP API's 409):
+    every problem names `idempotency_key`. The same key with the same request is no error."""

@@ -13,6 +13,8 @@ from phonenumbers import NumberParseException, PhoneNumberType
 from worker.planning.errors import PlanningError, Problem
 from worker.planning.limits import Limits
 
+SHOWN_MAX = 40  # characters of a bad number quoted in its error
+
 _TEXTABLE = frozenset(
     {
         PhoneNumberType.MOBILE,
@@ -29,20 +31,21 @@ def normalize_number(raw: object, *, field: str, limits: Limits = Limits()) -> s
     if not isinstance(raw, str) or not raw.strip():
         raise PlanningError([Problem(field, "a phone number is required")])
     text = raw.strip().removeprefix("ptn:/")
+    shown = repr(raw) if len(raw) <= SHOWN_MAX else repr(raw[:SHOWN_MAX]) + "…"  # errors stay short
     try:
         number = phonenumbers.parse(text, limits.default_region)
     except NumberParseException:
-        raise PlanningError([Problem(field, f"{raw!r} is not a phone number")]) from None
+        raise PlanningError([Problem(field, f"{shown} is not a phone number")]) from None
     if number.country_code not in limits.allowed_country_codes:
         allowed = ", ".join(f"+{c}" for c in limits.allowed_country_codes)
         raise PlanningError(
-            [Problem(field, f"{raw!r}: +{number.country_code} numbers cannot be texted ({allowed})")]
+            [Problem(field, f"{shown}: +{number.country_code} numbers cannot be texted ({allowed})")]
         )
     if field == "line":
         if not phonenumbers.is_possible_number(number):
-            raise PlanningError([Problem(field, f"{raw!r} is not a possible phone number")])
+            raise PlanningError([Problem(field, f"{shown} is not a possible phone number")])
     elif not phonenumbers.is_valid_number(number):
-        raise PlanningError([Problem(field, f"{raw!r} is not a valid phone number")])
+        raise PlanningError([Problem(field, f"{shown} is not a valid phone number")])
     elif phonenumbers.number_type(number) not in _TEXTABLE:
-        raise PlanningError([Problem(field, f"{raw!r} cannot receive texts (not a mobile number)")])
+        raise PlanningError([Problem(field, f"{shown} cannot receive texts (not a mobile number)")])
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

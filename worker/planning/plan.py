@@ -7,19 +7,22 @@ in the caller's order; whatever does not fit one MMS (count or payload) goes in 
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from worker.planning.errors import PlanningError, Problem
-from worker.planning.files import Attachment, FileInput, check_file
-from worker.planning.images import shrink_to_fit
+from worker.planning.files import Attachment, FileInput, check_file, type_problem
+from worker.planning.images import ImageRefused, shrink_to_fit
 from worker.planning.limits import Limits
 from worker.planning.numbers import normalize_number
 from worker.planning.text import cut, utf8_len
 
-_ALLOWED_CONTROLS = frozenset("\n\r\t")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # all but \t \n \r
+_SHRINKABLE = ("image/jpeg", "image/png")
 
 
 class PartKind(StrEnum):
@@ -73,14 +76,14 @@ def plan_message(
     line: str,
     to: str,
     body: str | None = None,
-    attachments: Sequence[FileInput | str | os.PathLike[str]] = (),
+    attachments: Iterable[FileInput | str | os.PathLike[str]] = (),
     limits: Limits = Limits(),
 ) -> Plan:
     """Plan a send, or raise PlanningError listing every problem with it."""
     problems: list[Problem] = []
     line_number = _number(line, "line", limits, problems)
     to_number = _number(to, "to", limits, problems)
-    text = _check_body(body, problems)
+    text = _check_body(body, limits, problems)
     files = _check_files(attachments, limits, problems)
     content_problems = any(p.field == "body" or p.field.startswith("attachments") for p in problems)
     if not content_problems and not text.strip() and not files:
@@ -107,37 +110,60 @@ def _number(raw: str, field: str, limits: Limits, problems: list[Problem]) -> st
         return None
 
 
-def _check_body(body: object, problems: list[Problem]) -> str:
+def _check_body(body: object, limits: Limits, problems: list[Problem]) -> str:
+    """The body, if it is text that some plan could carry. A body too big for any plan is refused
+    before it is encoded or scanned, so its cost is bounded by the limit, not by the body."""
     if body is None:
         return ""
     if not isinstance(body, str):
         problems.append(Problem("body", f"must be text, not {type(body).__name__}"))
         return ""
+    largest = limits.request_max_bytes
+    if len(body) > largest:  # a character is at least one byte: too big, without encoding it
+        problems.append(_body_too_big(f"at least {len(body):,} bytes", limits))
+        return ""
     try:
-        body.encode("utf-8")
+        size = utf8_len(body)
     except UnicodeEncodeError:
         problems.append(Problem("body", "is not valid Unicode text (lone surrogate)"))
         return ""
-    bad = sorted({c for c in body if (ord(c) < 32 or ord(c) == 127) and c not in _ALLOWED_CONTROLS})
+    if size > largest:
+        problems.append(_body_too_big(f"{size:,} bytes", limits))
+        return ""
+    bad = sorted(set(_CONTROLS.findall(body)))
     if bad:
         problems.append(Problem("body", f"contains control characters {', '.join(repr(c) for c in bad)}"))
     return body
 
 
-def _check_files(
-    inputs: Sequence[FileInput | str | os.PathLike[str]], limits: Limits, problems: list[Problem]
-) -> list[Attachment]:
+def _body_too_big(size: str, limits: Limits) -> Problem:
+    return Problem(
+        "body",
+        f"{size} is more than one request may carry ({limits.max_parts} provider messages "
+        f"of {limits.mms_payload_max_bytes:,} bytes)",
+    )
+
+
+def _check_files(inputs: object, limits: Limits, problems: list[Problem]) -> list[Attachment]:
+    """The caller's files, each checked; none is read if there are more than any plan can carry,
+    and each is read only up to its limit."""
+    if isinstance(inputs, str | bytes | os.PathLike | FileInput) or not isinstance(inputs, Iterable):
+        problems.append(Problem("attachments", f"must be a list of files, not {type(inputs).__name__}"))
+        return []
+    most = limits.request_max_files
+    given = list(itertools.islice(inputs, most + 1))
+    if len(given) > most:
+        problems.append(
+            Problem(
+                "attachments",
+                f"more than {most} files, more than one request may carry ({limits.max_parts} provider "
+                f"messages of {limits.mms_max_attachments} files)",
+            )
+        )
+        return []
     checked: list[Attachment] = []
-    for number, given in enumerate(inputs, start=1):
-        field = f"attachments[{number}]"
-        try:
-            file = given if isinstance(given, FileInput) else FileInput.from_path(given)
-        except PlanningError as error:
-            problems.extend(Problem(field, p.message) for p in error.problems)
-            continue
-        result = check_file(file, field)
-        if isinstance(result, Attachment) and result.size > limits.mms_payload_max_bytes:
-            result = _too_big(result, field, limits)
+    for number, item in enumerate(given, start=1):
+        result = _check_file(item, f"attachments[{number}]", limits)
         if isinstance(result, Problem):
             problems.append(result)
         else:
@@ -145,10 +171,36 @@ def _check_files(
     return checked
 
 
+def _check_file(given: object, field: str, limits: Limits) -> Attachment | Problem:
+    if not isinstance(given, FileInput | str | os.PathLike):
+        return Problem(field, f"must be a path or a FileInput, not {type(given).__name__}")
+    name = given.name if isinstance(given, FileInput) else os.fspath(given)
+    max_bytes, limit = _read_limit(name if isinstance(name, str) else "", limits)
+    try:
+        file = given if isinstance(given, FileInput) else FileInput.from_path(given, max_bytes)
+    except PlanningError as error:
+        return Problem(field, error.problems[0].message)
+    result = check_file(file, field, max_bytes, limit)
+    if isinstance(result, Attachment) and result.size > limits.mms_payload_max_bytes:
+        return _too_big(result, field, limits)
+    return result
+
+
+def _read_limit(name: str, limits: Limits) -> tuple[int, str]:
+    """The most bytes of this file worth reading, and what bounds them: an image that may be shrunk
+    can be larger than one MMS, anything else cannot."""
+    if limits.shrink_images and type_problem(name, "") in _SHRINKABLE:
+        return limits.image_max_bytes, "the largest image shrunk to fit"
+    return limits.mms_payload_max_bytes, "one MMS may carry"
+
+
 def _too_big(file: Attachment, field: str, limits: Limits) -> Attachment | Problem:
     limit = limits.mms_payload_max_bytes
-    if limits.shrink_images and file.content_type in ("image/jpeg", "image/png"):
-        smaller = shrink_to_fit(file, limit)
+    if limits.shrink_images and file.content_type in _SHRINKABLE:
+        try:
+            smaller = shrink_to_fit(file, limit, limits.image_max_pixels)
+        except ImageRefused as error:
+            return Problem(field, f"{file.filename}: {error}")
         if smaller is not None:
             return smaller
     return Problem(field, f"{file.filename}: {file.size:,} bytes is more than one MMS may carry ({limit:,})")

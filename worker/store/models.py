@@ -53,6 +53,9 @@ class Message(SQLModel, table=True):
     state: str = Field(default=State.QUEUED.value)
     priority: int = Field(default=Priority.NORMAL.value, description="0 high, 1 normal, 2 bulk")
     idempotency_key: str | None = None
+    request_digest: str | None = Field(
+        default=None, description="sha256 of what was asked, with a key: a reused key must ask the same"
+    )
     send_at: datetime | None = None
     expires_at: datetime | None = None
     meta: dict[str, Any] | None = Field(default=None, sa_column=Column("meta", JSON))

@@ -29,6 +29,7 @@ class NewMessage:
     expires_at: datetime | None
     metadata: Mapping[str, Any] | None
     priority: int = Priority.NORMAL
+    request_digest: str | None = None  # what was asked, when an idempotency key is given
 
     def due(self, now: datetime) -> datetime:
         """When its first part is due: now, or its scheduled time."""
@@ -41,7 +42,7 @@ class LineFacts:
 
     line_id: int
     opted_out: set[str]  # of the recipients asked about
-    existing: dict[str, int]  # message id by idempotency key, of the keys asked about
+    existing: dict[str, tuple[int, str | None]]  # (message id, request digest) by idempotency key
     can_send: bool = False  # logged in and active: its texts may be dispatched at commit
     rate_per_s: float | None = None  # its own rate, if it has one
 
@@ -63,7 +64,7 @@ _LINE_AND_OPT_OUTS = (
     )
     .where(col(Line.phone) == bindparam("phone"))
 )
-_EXISTING_KEYS = select(Message.idempotency_key, Message.id).where(
+_EXISTING_KEYS = select(Message.idempotency_key, Message.id, Message.request_digest).where(
     Message.line_id == bindparam("line_id"),
     col(Message.idempotency_key).in_(bindparam("keys", expanding=True)),
 )
@@ -83,16 +84,8 @@ def look_up_line(
     existing = connection.execute(_EXISTING_KEYS, {"line_id": line_id, "keys": keys}).all() if keys else []
     can_send = state == LineState.ACTIVE.value and bool(has_key)
     opted_out = {row[1] for row in rows if row[1]}
-    return LineFacts(int(line_id or 0), opted_out, {k: int(i) for k, i in existing}, can_send, rate)
-
-
-def existing_message(connection: Connection, line_number: str | None, key: str | None) -> int | None:
-    """The message a line already has under this idempotency key."""
-    line_id = connection.execute(select(Line.id).where(Line.phone == line_number)).scalar()
-    if not line_id or not key:
-        return None
-    found = connection.execute(_EXISTING_KEYS, {"line_id": line_id, "keys": [key]}).first()
-    return int(found[1]) if found else None
+    found = {k: (int(i), d) for k, i, d in existing}
+    return LineFacts(int(line_id or 0), opted_out, found, can_send, rate)
 
 
 def insert_messages(
@@ -137,6 +130,7 @@ def _message_row(c: NewMessage, now: datetime) -> dict[str, Any]:
         "recipient": c.plan.to,
         "state": State.QUEUED.value,
         "idempotency_key": c.idempotency_key,
+        "request_digest": c.request_digest,
         "send_at": c.send_at,
         "expires_at": c.expires_at,
         "meta": dict(c.metadata) if c.metadata else None,
