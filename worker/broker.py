@@ -13,9 +13,10 @@ from redis import Redis
 from worker.store.states import Priority
 
 PRIORITY_SEPARATOR = "\x06\x16"  # kombu keeps priorities 3, 6 and 9 in sibling lists
-# kombu's Redis transport reads priority 0 first (its steps are 0, 3, 6, 9): an urgent send is taken
-# before the normal ones already waiting, a bulk one after them.
-REDIS_PRIORITY = {Priority.HIGH: 0, Priority.NORMAL: 3, Priority.BULK: 6}
+# kombu's Redis transport reads priority 0 first (its steps are 0, 3, 6, 9). The lanes: urgent texts;
+# normal texts of a line without a backlog (a line's lone text is never stuck behind another line's
+# blast); normal texts of a line working through a backlog; bulk texts.
+LANE_URGENT, LANE_NORMAL, LANE_BACKLOG, LANE_BULK = 0, 3, 6, 9
 UNACKED_KEY = "unacked"  # kombu's default `unacked_key`
 
 
@@ -57,6 +58,11 @@ def _task_ids(message: dict[str, Any]) -> list[int]:
     return [first] if isinstance(first, int) else [int(i) for i in first]
 
 
-def send_priority(priority: Priority) -> int:
-    """The broker priority of a send task carrying a text of this priority."""
-    return REDIS_PRIORITY[priority]
+def send_priority(priority: Priority, backlog: bool = False) -> int:
+    """The broker priority (lane) of a send task carrying a text of this priority, from a line with or
+    without a backlog of texts of its kind waiting."""
+    if priority is Priority.HIGH:
+        return LANE_URGENT
+    if priority is Priority.BULK:
+        return LANE_BULK
+    return LANE_BACKLOG if backlog else LANE_NORMAL

@@ -140,13 +140,15 @@ def forget_publications(redis: Redis, tokens: Iterable[str]) -> None:
 @dataclass(frozen=True)
 class Slot:
     """A send slot handed to one message: how long until it may go, how much later it may go without
-    bunching up with its line's next slot, its turn on its line, and its priority."""
+    bunching up with its line's next slot, its turn on its line, its priority, and whether its line has a
+    backlog (it then goes in the broker behind the texts of lines that have none)."""
 
     wait_s: float
     slack_s: float
     turn: int
     message_id: int
     priority: int = Priority.NORMAL
+    backlog: bool = False
 
 
 def batches(slots: Iterable[Slot], size: int) -> list[tuple[list[int], float]]:
@@ -176,7 +178,7 @@ def _groups(slots: Iterable[Slot], size: int) -> list[list[Slot]]:
 def publish_sends(outbox: Outbox, slots: Iterable[Slot], size: int) -> None:
     """Add a send task per batch of slots, as urgent in the broker as its most urgent text."""
     for group in _groups(slots, size):
-        priority = send_priority(Priority(min(s.priority for s in group)))
+        priority = min(send_priority(Priority(s.priority), s.backlog) for s in group)
         outbox.add(TASK_SEND, [s.message_id for s in group], group[-1].wait_s, priority)
 
 

@@ -172,8 +172,11 @@ def _slots(session: Session, runtime: Runtime, heads: list[Head], room: int, now
     leased = lease(
         session, [h.part_id for hs in going.values() for h in hs], now, runtime.settings.release_lease_s
     )
+    # A line with more due than one batch is working through a backlog: its sends queue behind the
+    # texts of lines that have none, so that a blast never delays another line's lone text.
+    backlog = {line_id for line_id, hs in by_line.items() if len(hs) > runtime.settings.send_batch_size}
     return [
-        Slot(wait, slack_s(runtime, hs[0].rate_per_s), turn, h.message_id, h.priority)
+        Slot(wait, slack_s(runtime, hs[0].rate_per_s), turn, h.message_id, h.priority, line_id in backlog)
         for line_id, hs in going.items()
         for turn, (h, wait) in enumerate(zip(hs, waits[line_id], strict=False))
         if h.part_id in leased

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from unittest import mock
 
+import redis
+
 from config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,8 +143,12 @@ class Stack:
 
 @contextmanager
 def running_stack(env: dict[str, str], workdir: Path, workers: int = 1, beat: bool = True) -> Iterator[Stack]:
-    """A stack with its worker(s) and beat running, stopped at exit."""
+    """A stack with its worker(s) and beat running, stopped at exit. It starts on an empty broker
+    database: what an earlier deployment of this test run left in Redis (tasks, leases, workers'
+    notes) names messages of another database."""
     stack = Stack({**FAST_TIMINGS, **env}, workdir)
+    if "OUTBOX_BROKER_URL" in stack.env:
+        redis.Redis.from_url(stack.env["OUTBOX_BROKER_URL"]).flushdb()
     try:
         for number in range(1, workers + 1):
             stack.start_worker(f"worker{number}")
