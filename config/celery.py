@@ -61,9 +61,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 (TASK_SWEEP, CONTROL_QUEUE),
             )
         },
-        # Flower follows tasks through events.
+        # Flower follows tasks through the workers' events (received, started, succeeded). A "sent"
+        # event from every publisher would double the cost of publishing a task for little: a task
+        # shows in Flower once a worker has it, a moment later.
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,
         "task_track_started": True,
         "worker_hijack_root_logger": False,
         "beat_schedule": {

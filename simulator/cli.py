@@ -28,6 +28,19 @@ def _account(text: str) -> Account:
         raise argparse.ArgumentTypeError(f"--account {username}: {error}") from None
 
 
+def _line_range(text: str) -> tuple[int, int]:
+    """`FIRST:COUNT`: COUNT lines numbered from FIRST (10 digits), each its own System login."""
+    first, sep, count = text.partition(":")
+    if not sep or not first.isdigit() or len(first) != 10 or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError("use FIRST:COUNT, e.g. 5558000000:1000")
+    return int(first), int(count)
+
+
+def range_accounts(first: int, count: int, password: str = "demo") -> tuple[Account, ...]:
+    """System logins for `count` lines numbered from `first` (all with the same password)."""
+    return tuple(Account(str(first + n), password) for n in range(count))
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(
@@ -43,6 +56,13 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="USERNAME:PASSWORD[:system|admin|operator] (repeatable)",
+    )
+    p.add_argument(
+        "--line-range",
+        type=_line_range,
+        action="append",
+        default=[],
+        help="FIRST:COUNT: COUNT more lines numbered from FIRST, password demo (for many-line loads)",
     )
     p.add_argument("--delivery-ms", type=float, default=2000.0, help="time from send to final status")
     p.add_argument("--fail-share", type=float, default=0.0, help="share of deliveries ending statusCode 5")
@@ -70,7 +90,8 @@ def config_from(args: argparse.Namespace) -> SimConfig:
         host=args.host,
         port=args.port,
         seed=args.seed,
-        accounts=tuple(args.account) or DEMO_ACCOUNTS,
+        accounts=(tuple(args.account) or DEMO_ACCOUNTS)
+        + tuple(a for first, count in args.line_range for a in range_accounts(first, count)),
         faults=faults,
         webhook_retries=args.webhook_retries,
         quiet=args.quiet,

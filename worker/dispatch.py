@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -29,7 +30,7 @@ from worker.constants import REDIS_PREFIX, TASK_SEND
 from worker.runtime import Runtime
 from worker.store.models import Line
 from worker.store.new_messages import LineFacts, NewMessage
-from worker.store.queue import Turn, blocked_turns, most_urgent_waiting, waiting_behind_earlier
+from worker.store.queue import Turn, blocked_turns, waiting_behind_earlier, waits_at_least_as_urgent
 from worker.store.record import Locked
 from worker.store.schedule import lease_part
 from worker.store.states import WAITING_STATES, LineState, Priority, State
@@ -239,8 +240,13 @@ def dispatch_at_commit(
     as far as the line's rate has slots free, one batch at most (the release job takes the rest)."""
     if not line.can_send:
         return {}
-    ahead = most_urgent_waiting(connection, line.line_id, now)
-    due = [i for i, m in enumerate(items) if m.due(now) <= now and (ahead is None or m.priority < ahead)]
+    priorities = {
+        m.priority for m in items if m.due(now) <= now and not _Backlogs.known(line.line_id, m.priority)
+    }
+    behind_queue = {p for p in priorities if waits_at_least_as_urgent(connection, line.line_id, p, now)}
+    for p in behind_queue:
+        _Backlogs.note(line.line_id, p)
+    due = [i for i, m in enumerate(items) if m.priority in priorities - behind_queue and m.due(now) <= now]
     turns = [Turn(NOT_YET_RECORDED, line.line_id, items[i].plan.to, items[i].priority) for i in due]
     blocked = blocked_turns(connection, turns, now)
     seen: dict[str, int] = {}
@@ -316,6 +322,28 @@ class AtCommit:
             self.outbox.publish(retry=False)
         except Exception as error:  # the broker is down: the release job finds them in the journal
             _AtCommitPause.pause(error)
+
+
+class _Backlogs:
+    """Lines this producer saw a backlog on, a moment ago: a blast of single calls then skips the
+    check (the release job sends those texts in turn), and only a more urgent text looks again."""
+
+    seen: ClassVar[dict[tuple[int, int], float]] = {}
+    FOR_S = 0.5
+
+    @classmethod
+    def note(cls, line_id: int, priority: int) -> None:
+        cls.seen[(line_id, priority)] = time.monotonic() + cls.FOR_S
+
+    @classmethod
+    def known(cls, line_id: int, priority: int) -> bool:
+        until = cls.seen.get((line_id, priority))
+        if until is None:
+            return False
+        if until < time.monotonic():
+            del cls.seen[(line_id, priority)]
+            return False
+        return True
 
 
 class _AtCommitPause:

@@ -4,11 +4,14 @@ session key stops working."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from worker.planning import normalize_number
+from worker.planning import PlanningError, normalize_number
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Line, utcnow
@@ -51,6 +54,41 @@ def _log_out(runtime: Runtime, session_key: str, number: str) -> None:
     except ProviderError as error:  # already dead at the provider is fine; anything else, say so
         if error.classification is not Classification.SESSION_INVALID:
             log.warning("could not log out the replaced session key of %s: %s", number, error)
+
+
+@dataclass(frozen=True)
+class LineLogin:
+    """One line to log in (from `outbox line import`); the password is used once, never kept."""
+
+    phone: str
+    username: str | None
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """How logging one line in went: its number (as stored, or as given) and an error, if any."""
+
+    phone: str
+    username: str | None
+    error: str | None = None
+
+
+def login_lines(runtime: Runtime, logins: Sequence[LineLogin], concurrency: int = 16) -> list[LoginResult]:
+    """Log many lines in at once (each in its own transaction); a result per line, in order. A line
+    that fails (a bad number, a refused password) does not stop the others."""
+
+    def one(login: LineLogin) -> LoginResult:
+        try:
+            line = login_line(runtime, login.phone, login.username, login.password)
+        except PlanningError as error:
+            return LoginResult(login.phone, login.username, str(error))
+        except ProviderError as error:
+            return LoginResult(login.phone, login.username, f"login refused: {error.description}")
+        return LoginResult(line.phone, line.username)
+
+    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="login") as pool:
+        return list(pool.map(one, logins))
 
 
 def mark_needs_login(session: Session, line_id: int, refused_key: str, now: datetime) -> None:

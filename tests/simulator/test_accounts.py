@@ -104,3 +104,13 @@ def test_the_simulator_refuses_to_start_with_a_bad_account() -> None:
 
 def test_an_accounts_password_stays_out_of_its_repr() -> None:
     assert "secret-pw" not in repr(Account("5556661234", "secret-pw"))
+
+
+def test_a_line_range_gives_each_line_its_own_login() -> None:
+    with run_simulator("--line-range", "5558000000:3", "--quiet") as sim:
+        for number in ("5558000000", "5558000002"):
+            assert sim.login(number, "demo")
+        answer = requests.post(
+            sim.base_url + "user/login", data={"username": "5558000003", "password": "demo"}, timeout=10
+        ).json()
+        assert answer["success"] is False  # one past the range

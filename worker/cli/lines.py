@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
 from worker.cli.common import console, fail, print_json, ready_runtime
-from worker.lines import list_lines, login_line
+from worker.lines import LineLogin, list_lines, login_line, login_lines
 from worker.planning import PlanningError, normalize_number
 from worker.runtime import Runtime
 from worker.webhooks import register_webhooks
 from worker.zipwhip.errors import ProviderError
 
-app = typer.Typer(help="Texting lines: log in, list.", no_args_is_help=True)
+app = typer.Typer(help="Texting lines: log in (one, or many from a file), list.", no_args_is_help=True)
 
 
 @app.command("add")
@@ -36,6 +39,58 @@ def add(
     except ProviderError as error:
         fail(f"login failed for {phone}: {error.description}")
     console.print(f"line {line.phone} logged in as {line.username}: active", highlight=False)
+
+
+IMPORT_COLUMNS = ("phone", "username", "password")
+
+
+@app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="A CSV file with a header: phone,username,password."),
+    concurrency: int = typer.Option(16, help="Logins in flight at once."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list, a result per line."),
+) -> None:
+    """Log many lines in from a CSV file (concurrently); prints a result per line, never a password.
+
+    An empty username logs in with the line's number. Exits 1 if any line failed (the others are
+    logged in all the same)."""
+    logins = _read_logins(file)
+    runtime = ready_runtime()
+    results = login_lines(runtime, logins, concurrency)
+    rows = [{"phone": r.phone, "username": r.username, "result": r.error or "logged in"} for r in results]
+    if as_json:
+        print_json(rows)
+    else:
+        table = Table("line", "username", "result")
+        for row in rows:
+            table.add_row(str(row["phone"]), str(row["username"] or ""), str(row["result"]))
+        console.print(table)
+        console.print(f"{sum(r.error is None for r in results)} of {len(results)} lines logged in")
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+def _read_logins(file: Path) -> list[LineLogin]:
+    """The CSV's rows; a file that is not one names the problem (and its row), never a password."""
+    try:
+        with file.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in IMPORT_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                fail(
+                    f"{file}: the header must name {', '.join(IMPORT_COLUMNS)}; missing {', '.join(missing)}"
+                )
+            logins = []
+            for number, row in enumerate(reader, start=2):
+                phone, password = (row.get("phone") or "").strip(), row.get("password") or ""
+                if not phone or not password:
+                    fail(f"{file}, row {number}: a phone and a password are needed")
+                logins.append(LineLogin(phone, (row.get("username") or "").strip() or None, password))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        fail(f"{file}: {error}")
+    if not logins:
+        fail(f"{file}: no lines in it")
+    return logins
 
 
 @app.command("list")

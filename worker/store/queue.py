@@ -129,17 +129,24 @@ def blocked_turns(session: Session | Connection, turns: Sequence[Turn], now: dat
     }
 
 
-def most_urgent_waiting(connection: Session | Connection, line_id: int, now: datetime) -> int | None:
-    """The priority of the most urgent part due on the line and not yet released, if any: a new text
-    goes straight to a worker only if it is more urgent than everything already waiting."""
-    query = select(func.min(col(Part.priority))).where(
-        col(Part.line_id) == line_id,
-        col(Part.state).in_(_WAITING),
-        col(Part.due_at) <= now,
-        col(Part.dispatched_at).is_(None),
+def waits_at_least_as_urgent(
+    connection: Session | Connection, line_id: int, priority: int, now: datetime
+) -> bool:
+    """Whether a part of this priority or a more urgent one is due on the line and not yet released:
+    a new text goes straight to a worker only if nothing waits ahead of it. The line's queue index
+    finds the first such part at once, whatever the backlog."""
+    query = (
+        select(col(Part.id))
+        .where(
+            col(Part.line_id) == line_id,
+            col(Part.state).in_(_WAITING),
+            col(Part.priority) <= priority,
+            col(Part.due_at) <= now,
+            col(Part.dispatched_at).is_(None),
+        )
+        .limit(1)
     )
-    found = connection.execute(query).scalar()
-    return None if found is None else int(found)
+    return connection.execute(query).first() is not None
 
 
 def behind_an_earlier_part(session: Session, heads: Sequence[Head]) -> set[int]:
