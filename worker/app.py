@@ -19,6 +19,7 @@ from celery.signals import (
 from config.celery import celery_config
 from config.settings import Settings, get_settings
 from worker.constants import TASK_POLL_LINE, TASK_RECONCILE, TASK_SEND
+from worker.dispatch import Backlogs
 from worker.liveness import hold, identity, let_go, start_heartbeat, stop_heartbeat
 from worker.logs import setup_logging
 from worker.runtime import get_runtime, reset_runtime
@@ -35,6 +36,7 @@ def configure(settings: Settings) -> None:
     # The app keeps the producer pool of the broker it first published to: forget it, or this process
     # would go on publishing to the old broker (kombu keeps one pool per broker URL for us).
     app._after_fork()
+    Backlogs.forget()
     reset_runtime(settings)
 
 

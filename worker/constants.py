@@ -17,3 +17,4 @@ RATE_KEY = REDIS_PREFIX + "rate:"  # + line id: the line's next free send time (
 POLL_LEASE_KEY = REDIS_PREFIX + "poll-lease:"  # + line id: a line poll is on its way
 LOCK_KEY = REDIS_PREFIX + "lock:"  # + name: one beat job at a time
 RELEASE_QUEUED_KEY = REDIS_PREFIX + "release:queued"  # texts in the send queue after the last release
+RELEASE_RUNS_KEY = REDIS_PREFIX + "release:runs"  # the last runs of the release job: what each did, how long

@@ -241,11 +241,11 @@ def dispatch_at_commit(
     if not line.can_send:
         return {}
     priorities = {
-        m.priority for m in items if m.due(now) <= now and not _Backlogs.known(line.line_id, m.priority)
+        m.priority for m in items if m.due(now) <= now and not Backlogs.known(line.line_id, m.priority)
     }
     behind_queue = {p for p in priorities if waits_at_least_as_urgent(connection, line.line_id, p, now)}
     for p in behind_queue:
-        _Backlogs.note(line.line_id, p)
+        Backlogs.note(line.line_id, p)
     due = [i for i, m in enumerate(items) if m.priority in priorities - behind_queue and m.due(now) <= now]
     turns = [Turn(NOT_YET_RECORDED, line.line_id, items[i].plan.to, items[i].priority) for i in due]
     blocked = blocked_turns(connection, turns, now)
@@ -324,7 +324,7 @@ class AtCommit:
             _AtCommitPause.pause(error)
 
 
-class _Backlogs:
+class Backlogs:
     """Lines this producer saw a backlog on, a moment ago: a blast of single calls then skips the
     check (the release job sends those texts in turn), and only a more urgent text looks again."""
 
@@ -334,6 +334,11 @@ class _Backlogs:
     @classmethod
     def note(cls, line_id: int, priority: int) -> None:
         cls.seen[(line_id, priority)] = time.monotonic() + cls.FOR_S
+
+    @classmethod
+    def forget(cls) -> None:
+        """Forget every backlog seen (the process now writes to another database)."""
+        cls.seen.clear()
 
     @classmethod
     def known(cls, line_id: int, priority: int) -> bool:

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
-from worker.planning import PlanningError, normalize_number
+from worker.planning import PlanningError, Problem, normalize_number
 from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Line, utcnow
@@ -106,3 +106,18 @@ def list_lines(runtime: Runtime) -> list[Line]:
     """Every line, by number."""
     with transaction(runtime.engine) as session:
         return list(session.exec(select(Line).order_by(col(Line.phone))).all())
+
+
+def set_rates(runtime: Runtime, phones: Sequence[str], rate_per_s: float | None) -> int:
+    """Give lines a rate of their own (texts a second across all hosts; 0: unlimited), or back to the
+    setting's (None). Returns how many lines were changed; a bad number raises PlanningError."""
+    if rate_per_s is not None and rate_per_s < 0:
+        raise PlanningError([Problem("rate", f"must be 0 (unlimited) or more, not {rate_per_s}")])
+    numbers = [normalize_number(phone, field="line", limits=runtime.limits) for phone in phones]
+    with transaction(runtime.engine) as session:
+        changed = session.exec(
+            update(Line)
+            .where(col(Line.phone).in_(numbers))
+            .values(rate_per_s=rate_per_s, updated_at=utcnow())
+        )
+        return changed.rowcount or 0

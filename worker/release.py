@@ -16,8 +16,11 @@ blast on one line never buries another line's text under thousands of its own.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -27,7 +30,14 @@ from sqlmodel import Session
 
 from config.celery import RELEASE_EVERY_S
 from worker.broker import message_ids_in
-from worker.constants import POLL_LEASE_KEY, RELEASE_QUEUED_KEY, SEND_QUEUE, TASK_POLL_LINE, TASK_RECONCILE
+from worker.constants import (
+    POLL_LEASE_KEY,
+    RELEASE_QUEUED_KEY,
+    RELEASE_RUNS_KEY,
+    SEND_QUEUE,
+    TASK_POLL_LINE,
+    TASK_RECONCILE,
+)
 from worker.dispatch import (
     Outbox,
     Slot,
@@ -67,8 +77,20 @@ POLL_LINES_PER_TASK = 8  # lines one poll task takes on, one after the other
 
 
 def release_due(runtime: Runtime, now: datetime | None = None) -> dict[str, int]:
-    """One run of the release job: due sends (at each line's rate), polls and reconciliations."""
-    now = now or utcnow()
+    """One run of the release job: due sends (at each line's rate), polls and reconciliations. What
+    it did and how long it took is kept in Redis (the last runs), for metrics and `outbox bench`."""
+    started = time.perf_counter()
+    counts = _release_due(runtime, now or utcnow())
+    run = {**counts, "s": round(time.perf_counter() - started, 4), "at": round(time.time(), 3)}
+    with contextlib.suppress(RedisError):
+        pipe = runtime.redis.pipeline(transaction=False)
+        pipe.lpush(RELEASE_RUNS_KEY, json.dumps(run))
+        pipe.ltrim(RELEASE_RUNS_KEY, 0, 99)
+        pipe.execute()
+    return counts
+
+
+def _release_due(runtime: Runtime, now: datetime) -> dict[str, int]:
     outbox = Outbox()
     recover_dead_workers(runtime, now)
     with transaction(runtime.engine) as session:

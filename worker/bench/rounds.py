@@ -39,11 +39,20 @@ class Round:
     worker_peak_rss_mb: float | None
 
 
-def measure_round(runtime: Runtime, stack: DevStack, base_url: str, count: int, timeout_s: float) -> Round:
-    """Enqueue `count` texts as fast as one process can, then follow them to a final status."""
-    calls_before = _provider_calls(base_url)
+def measure_round(
+    runtime: Runtime,
+    stack: DevStack,
+    base_url: str,
+    count: int,
+    timeout_s: float,
+    singles: int = SINGLE_SAMPLE,
+    tag: str = "Benchmark",
+) -> Round:
+    """Enqueue `count` texts as fast as one process can (the first `singles` one call each), then
+    follow them to a final status. `tag` starts every body (rounds never repeat a text)."""
+    calls_before = provider_calls(base_url)
     started = time.perf_counter()
-    ids, single_per_s, bulk_per_s = _enqueue(runtime, count)
+    ids, single_per_s, bulk_per_s = _enqueue(runtime, count, singles, tag)
     span = (ids[0], ids[-1])  # the bench's own database: nobody else writes between them
     deadline = time.monotonic() + timeout_s
     while _parts_not_accepted(runtime, span) and time.monotonic() < deadline:
@@ -57,7 +66,7 @@ def measure_round(runtime: Runtime, stack: DevStack, base_url: str, count: int, 
         ).all()
     to_final = sorted((f - c).total_seconds() for _, c, f in rows if f is not None)
     delivered = sum(1 for state, _, _ in rows if state == "delivered")
-    calls = _provider_calls(base_url) - calls_before
+    calls = provider_calls(base_url) - calls_before
     rss = [peak_rss_mb(p.pid) for n, p in stack.processes.items() if n.startswith("worker")]
     return Round(
         messages=count,
@@ -73,20 +82,22 @@ def measure_round(runtime: Runtime, stack: DevStack, base_url: str, count: int, 
     )
 
 
-def _enqueue(runtime: Runtime, count: int) -> tuple[list[int], float, float]:
+def _enqueue(runtime: Runtime, count: int, singles: int, tag: str) -> tuple[list[int], float, float]:
     """The first texts one call each, the rest in bulk; returns the ids and both rates."""
-    single = min(count, SINGLE_SAMPLE)
+    single = min(count, singles)
     started = time.perf_counter()
-    ids = [enqueue(runtime, LINE, _recipient(n), _body(n)) for n in range(single)]
+    ids = [enqueue(runtime, LINE, _recipient(n), _body(tag, n)) for n in range(single)]
     bulk_started = time.perf_counter()
     for start in range(single, count, BULK_CHUNK):
         texts = [
-            TextRequest(LINE, _recipient(n), _body(n)) for n in range(start, min(count, start + BULK_CHUNK))
+            TextRequest(LINE, _recipient(n), _body(tag, n))
+            for n in range(start, min(count, start + BULK_CHUNK))
         ]
         ids += enqueue_many(runtime, texts)
     finished = time.perf_counter()
     bulk_per_s = (count - single) / (finished - bulk_started) if count > single else float("nan")
-    return ids, single / (bulk_started - started), bulk_per_s
+    single_per_s = single / (bulk_started - started) if single else float("nan")
+    return ids, single_per_s, bulk_per_s
 
 
 def _parts_not_accepted(runtime: Runtime, span: tuple[int, int]) -> int:
@@ -107,10 +118,10 @@ def _recipient(n: int) -> str:
     return f"+1206{5550000 + n % 10_000:07d}" if n < 10_000 else f"+1425{5550000 + n % 10_000:07d}"
 
 
-def _body(n: int) -> str:
-    return f"Benchmark text {n}: your order shipped."
+def _body(tag: str, n: int) -> str:
+    return f"{tag} text {n}: your order shipped."
 
 
-def _provider_calls(base_url: str) -> int:
+def provider_calls(base_url: str) -> int:
     counters = requests.get(base_url + "_sim/counters?sends=0", timeout=10).json()
     return sum(int(counters["calls"].get(name, 0)) for name in PROVIDER_CALLS)

@@ -26,10 +26,23 @@ from sqlalchemy import create_engine, text
 from config.settings import settings_from
 from simulator.loadcheck import measure_send_rate
 from worker.bench.baseline import baseline_rate
+from worker.bench.cpu import cpu_s
 from worker.bench.report import BenchResult
 from worker.bench.rounds import LINE, measure_round
+from worker.bench.scenarios import (
+    LATENCY_LINE,
+    URGENT_LINE,
+    enqueue_to_provider,
+    log_in,
+    many_lines,
+    recovery,
+    simulator_lines,
+    urgent_behind_blast,
+)
 from worker.devstack import DevStack, StackError, answers, ensure_redis, free_port
 from worker.runtime import Runtime
+from worker.store.history import prefill_delivered
+from worker.store.models import utcnow
 
 PASSWORD = "demo"
 WEBHOOK_KEY = "bench-webhook-key"
@@ -47,6 +60,9 @@ class BenchOptions:
     postgres: str | None = None  # a server URL: the bench creates (and drops) a database of its own there
     webhooks: bool = False
     memory_sizes: tuple[int, ...] = ()
+    lines: int = 0  # the N-lines round: N lines x 5 texts at 1/s each (0: skipped)
+    recovery: bool = False  # the kill -9 round
+    history: int = 0  # delivered texts written on the main line before any round
     redis_db: int = 15
     workdir: Path = Path(".outbox/bench")
     timeout_s: float = 900.0
@@ -81,6 +97,7 @@ def _run(
     base_url = f"http://127.0.0.1:{sim_port}/"
     simulator = [sys.executable, "-m", "simulator", "--port", str(sim_port), "--quiet"]
     simulator += ["--latency-ms", str(options.latency_ms), "--delivery-ms", str(options.delivery_ms)]
+    simulator += simulator_lines(options.lines)
     stack.start("simulator", simulator, answers(base_url + "_sim/health"))
     key = _login(base_url)
     console.print(f"simulator at {options.latency_ms:g} ms latency; measuring its capacity ...")
@@ -96,8 +113,35 @@ def _run(
         f"pipeline: {options.workers} worker process(es) x {options.concurrency} provider calls in flight, "
         f"{database_kind}, {'webhooks' if options.webhooks else 'polling only'} ..."
     )
-    measure_round(runtime, stack, base_url, 50, options.timeout_s)  # warm the pools; not counted
+    if options.history:
+        console.print(f"history: {options.history:,} delivered texts on the line first ...")
+        with runtime.engine.begin() as connection:
+            prefill_delivered(connection, _line_id(runtime), options.history, utcnow())
+    measure_round(runtime, stack, base_url, 50, options.timeout_s, tag="Warm-up")  # not counted
     main = measure_round(runtime, stack, base_url, options.messages, options.timeout_s)
+    console.print(f"blast: {options.messages} texts from send_messages alone, CPU per text by role ...")
+    roles = _roles(stack)
+    cpu_before = {role: sum(cpu_s(pid) for pid in pids) for role, pids in roles.items()}
+    blast = measure_round(runtime, stack, base_url, options.messages, options.timeout_s, 0, "Blast")
+    cpu = {
+        role: round(1000 * (sum(cpu_s(pid) for pid in pids) - cpu_before[role]) / max(1, blast.delivered), 2)
+        for role, pids in roles.items()
+    }
+    console.print("latency: 30 lone texts on an idle line, send_message to the provider ...")
+    latency = enqueue_to_provider(runtime, base_url)
+    console.print("urgent: a high text 2 s after a blast (10/s behind 1,000; 1/s behind 5,000) ...")
+    urgent = {
+        "10/s behind 1,000": urgent_behind_blast(runtime, base_url, 10.0, 1000),
+        "1/s behind 5,000": urgent_behind_blast(runtime, base_url, 1.0, 5000),
+    }
+    lines_round = None
+    if options.lines:
+        console.print(f"lines: {options.lines:,} lines x 5 texts at 1/s each, enqueued at once ...")
+        lines_round = many_lines(runtime, base_url, options.lines)
+    recovered = None
+    if options.recovery:
+        console.print("recovery: a worker killed (SIGKILL) mid-run, a fresh one started ...")
+        recovered = recovery(runtime, stack, base_url, lambda name: _start_worker(stack, name))
     memory_rounds = []
     for size in options.memory_sizes:
         _restart_workers(stack, options)
@@ -121,8 +165,34 @@ def _run(
         final_p95_s=round(main.final_p95_s, 2),
         calls_per_delivered=round(main.calls_per_delivered, 3),
         worker_peak_rss_mb=main.worker_peak_rss_mb,
+        blast_per_s=round(blast.pipeline_per_s, 1),
+        blast_ratio=round(blast.pipeline_per_s / baseline, 3),
+        cpu_ms_per_text=cpu,
+        enqueue_to_provider=latency,
+        urgent_wait_s=urgent,
+        lines_round=lines_round,
+        recovery=recovered,
+        history=options.history,
         memory_rounds=memory_rounds,
     )
+
+
+def _roles(stack: DevStack) -> dict[str, list[int | None]]:
+    """The processes of each role (None: this one, the producer)."""
+    roles: dict[str, list[int | None]] = {"producer": [None]}
+    for name, process in stack.processes.items():
+        role = "worker" if name.startswith("worker") else name
+        roles.setdefault(role, []).append(process.pid)
+    return roles
+
+
+def _line_id(runtime: Runtime) -> int:
+    from sqlmodel import Session, select
+
+    from worker.store.models import Line
+
+    with Session(runtime.engine) as session:
+        return int(session.exec(select(Line.id).where(Line.phone == "+1" + LINE)).one() or 0)
 
 
 def _login(base_url: str) -> str:
@@ -196,6 +266,7 @@ def _start_pipeline(stack: DevStack, options: BenchOptions) -> Runtime:
     _start_workers(stack, options)
     stack.start("beat", stack.outbox("beat", "--loglevel", "WARNING"), stack.log_contains("beat", "beat"))
     login_line(runtime, LINE, None, PASSWORD)
+    log_in(runtime, [LATENCY_LINE, URGENT_LINE])
     if options.webhooks:
         web_url = f"http://127.0.0.1:{stack.env['OUTBOX_WEB_PORT']}"
         stack.start("web", stack.outbox("web"), answers(web_url + "/healthz"))
@@ -206,8 +277,12 @@ def _start_pipeline(stack: DevStack, options: BenchOptions) -> Runtime:
 
 def _start_workers(stack: DevStack, options: BenchOptions) -> None:
     for n in range(1, options.workers + 1):
-        argv = stack.outbox("worker", "--hostname", f"bench{n}@%h", "--loglevel", "INFO")
-        stack.start(f"worker{n}", argv, stack.log_contains(f"worker{n}", "ready."))
+        _start_worker(stack, f"worker{n}")
+
+
+def _start_worker(stack: DevStack, name: str) -> None:
+    argv = stack.outbox("worker", "--hostname", f"bench-{name}@%h", "--loglevel", "INFO")
+    stack.start(name, argv, stack.log_contains(name, "ready."))
 
 
 def _restart_workers(stack: DevStack, options: BenchOptions) -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from worker.cli.common import console, fail, print_json, ready_runtime
-from worker.lines import LineLogin, list_lines, login_line, login_lines
+from worker.lines import LineLogin, list_lines, login_line, login_lines, set_rates
 from worker.planning import PlanningError, normalize_number
 from worker.runtime import Runtime
 from worker.webhooks import register_webhooks
@@ -91,6 +91,24 @@ def _read_logins(file: Path) -> list[LineLogin]:
     if not logins:
         fail(f"{file}: no lines in it")
     return logins
+
+
+@app.command("rate")
+def rate(
+    phone: str = typer.Argument(..., help="The line's phone number."),
+    per_second: float = typer.Option(None, help="Texts a second across all hosts (0: unlimited)."),
+    default: bool = typer.Option(False, "--default", help="Back to the OUTBOX_LINE_RATE setting."),
+) -> None:
+    """Set a line's own send rate (carriers allow about 1/s for a business line, 3/s toll-free)."""
+    if (per_second is None) == (not default):
+        fail("give --per-second R or --default")
+    try:
+        changed = set_rates(ready_runtime(), [phone], None if default else per_second)
+    except PlanningError as error:
+        fail(str(error))
+    if not changed:
+        fail(f"unknown line {phone}")
+    console.print(f"line {phone}: {'the default rate' if default else f'{per_second:g} texts a second'}")
 
 
 @app.command("list")

@@ -167,6 +167,11 @@ def bench(
     memory: str = typer.Option(
         "", help="Sizes of extra rounds through fresh workers to compare peak memory, e.g. 1000,20000."
     ),
+    lines: int = typer.Option(0, help="Also a round of N lines x 5 texts at 1/s each, enqueued at once."),
+    recovery: bool = typer.Option(False, "--recovery", help="Also a worker killed (SIGKILL) mid-run."),
+    history: int = typer.Option(
+        0, help="Write N delivered texts on the line before measuring (a long history)."
+    ),
     redis_db: int = typer.Option(15, help="Redis database number the bench uses; it must be empty."),
     workdir: Path = typer.Option(Path(".outbox/bench"), help="Where the bench keeps its logs."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
@@ -192,6 +197,9 @@ def bench(
         postgres=postgres,
         webhooks=webhooks,
         memory_sizes=sizes,
+        lines=lines,
+        recovery=recovery,
+        history=history,
         redis_db=redis_db,
         workdir=workdir,
     )

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import event, insert
 from sqlmodel import Session, col, select, update
 
 from worker.store.consent import suppress
@@ -95,20 +96,42 @@ def add_event(
     code: int | None = None,
     description: str | None = None,
 ) -> None:
-    """Append one row to the message's history."""
-    session.add(
-        StatusEvent(
-            message_id=message_id,
-            part_id=part.id if part else None,
-            at=now,
-            source=source.value,
-            state=state.value,
-            code=code,
-            status_code=part.status_code if part else None,
-            message_status=part.message_status if part else None,
-            description=description,
-        )
+    """Append one row to the message's history (written with the transaction's other rows)."""
+    _events(session).append(
+        {
+            "message_id": message_id,
+            "part_id": part.id if part else None,
+            "at": now,
+            "source": source.value,
+            "state": state.value,
+            "code": code,
+            "status_code": part.status_code if part else None,
+            "message_status": part.message_status if part else None,
+            "description": description,
+        }
     )
+
+
+_EVENTS = "outbox_history"  # the session's history rows not yet written
+_INSERT_EVENTS = insert(StatusEvent)
+
+
+def _events(session: Session) -> list[dict[str, object]]:
+    return session.info.setdefault(_EVENTS, [])  # type: ignore[no-any-return]
+
+
+@event.listens_for(Session, "before_commit")
+def _write_history(session: Session) -> None:
+    """History rows go in one statement for the whole transaction, just before it commits: building an
+    ORM object for each showed as a tenth of a worker's time."""
+    rows = session.info.pop(_EVENTS, None)
+    if rows:
+        session.execute(_INSERT_EVENTS, rows)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_history(session: Session) -> None:
+    session.info.pop(_EVENTS, None)
 
 
 def move_part(
@@ -265,15 +288,18 @@ def quarantine(session: Session, message_id: int, reason: str, source: Source, n
         execution_options={"synchronize_session": False},
     )
     for (part_id,) in ended:
-        session.add(
-            StatusEvent(
-                message_id=message_id,
-                part_id=part_id,
-                at=now,
-                source=source.value,
-                state=State.FAILED.value,
-                description=reason,
-            )
+        _events(session).append(
+            {
+                "message_id": message_id,
+                "part_id": part_id,
+                "at": now,
+                "source": source.value,
+                "state": State.FAILED.value,
+                "code": None,
+                "status_code": None,
+                "message_status": None,
+                "description": reason,
+            }
         )
     return State.FAILED.value
 
