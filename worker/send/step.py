@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from worker.dispatch import Outbox
 from worker.hooks import notify_final
 from worker.logs import message_context
+from worker.metrics import count_send_outcomes
 from worker.runtime import Runtime
 from worker.send.call import call_all
 from worker.send.claim import claim_all
@@ -32,6 +33,7 @@ def send_step(runtime: Runtime, message_ids: Sequence[int], token: str) -> str:
         with transaction(runtime.engine) as session:
             outcomes += record_all(session, runtime, claims, answers, token, utcnow(), outbox)
         outbox.publish()
+    count_send_outcomes(runtime.redis, [o.kind for o in outcomes])
     for outcome in outcomes:
         with message_context(outcome.message_id):
             log.info("%s", outcome.summary)
