@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from worker.broker import queue_length
+from worker.broker import queue_lengths
 from worker.constants import CONTROL_QUEUE, REDIS_PREFIX, SEND_QUEUE, STATUS_QUEUE
 from worker.store.models import Line, Message, utcnow
 from worker.store.states import WAITING_STATES, State
@@ -101,9 +101,13 @@ class OutboxCollector(Collector):
         if figures is not None:
             yield self._messages_by_state(figures)
             yield self._oldest_waiting(figures, utcnow())
-        yield self._sends_by_outcome()
+        pipe = self._redis.pipeline(transaction=False)  # one round trip for both counters
+        pipe.hgetall(OUTCOMES_KEY)
+        pipe.hgetall(LATENCY_KEY)
+        outcomes, latency = pipe.execute()
+        yield self._sends_by_outcome(outcomes)
+        yield self._latency(latency)
         yield self._queue_depth()
-        yield self._latency()
 
     def _age(self, figures: DatabaseFigures | None) -> GaugeMetricFamily:
         read_at = figures.read_at if figures is not None else self._started_at
@@ -130,11 +134,11 @@ class OutboxCollector(Collector):
             family.add_metric([phone], (now - oldest).total_seconds())
         return family
 
-    def _sends_by_outcome(self) -> CounterMetricFamily:
+    def _sends_by_outcome(self, raw: dict[bytes, bytes]) -> CounterMetricFamily:
         family = CounterMetricFamily(
             "outbox_send_outcomes", "What send tasks did with each message, by outcome.", labels=["outcome"]
         )
-        for kind, count in sorted(self._redis.hgetall(OUTCOMES_KEY).items()):
+        for kind, count in sorted(raw.items()):
             family.add_metric([_text(kind)], float(count))
         return family
 
@@ -142,12 +146,12 @@ class OutboxCollector(Collector):
         family = GaugeMetricFamily(
             "outbox_queue_depth", "Tasks waiting in each broker queue.", labels=["queue"]
         )
-        for queue in (SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE):
-            family.add_metric([queue], queue_length(self._broker, queue))
+        for queue, length in queue_lengths(self._broker, [SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE]).items():
+            family.add_metric([queue], length)
         return family
 
-    def _latency(self) -> HistogramMetricFamily:
-        raw = {_text(k): float(v) for k, v in self._redis.hgetall(LATENCY_KEY).items()}
+    def _latency(self, raw_counts: dict[bytes, bytes]) -> HistogramMetricFamily:
+        raw = {_text(k): float(v) for k, v in raw_counts.items()}
         running, buckets = 0.0, []
         for bound in (*(str(b) for b in LATENCY_BUCKETS_S), "+Inf"):
             running += raw.get(bound, 0.0)
