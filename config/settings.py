@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -146,6 +147,16 @@ class Settings(BaseSettings):
     )
     web_host: str = Field("127.0.0.1", description="Bind address of the web process (webhooks, metrics).")
     web_port: int = Field(8000, description="Port of the web process.")
+    web_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxies (addresses or CIDR) whose X-Forwarded-For web believes; empty: none.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token /metrics asks for; unset: /metrics is open to whoever reaches it."
+    )
+    metrics_refresh_s: float = Field(
+        15.0, gt=0, description="How often the web process reads the database figures /metrics serves."
+    )
     log_level: str = Field("INFO", description="Log level of every process.")
     beat_schedule_path: str = Field(
         ".outbox/celerybeat-schedule", description="Where beat keeps its schedule."
@@ -164,6 +175,16 @@ class Settings(BaseSettings):
     def _poll_delays_not_empty(cls, value: list[float]) -> list[float]:
         if not value or any(d <= 0 for d in value):
             raise ValueError("poll_delays_s needs at least one positive delay")
+        return value
+
+    @field_validator("web_trusted_proxies", "webhook_allowed_sources")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an address or a network (CIDR)") from None
         return value
 
     @property

@@ -4,8 +4,12 @@ the compose file, so its shape is what can be checked)."""
 from __future__ import annotations
 
 import configparser
+import ipaddress
+import re
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,6 +20,10 @@ from worker.cli.root import app
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = set(get_command(app).commands)  # type: ignore[attr-defined]
+UNITS = sorted((ROOT / "deploy" / "systemd").glob("*.service"))
+COMPOSE_TEXT = (ROOT / "deploy" / "compose.yaml").read_text()
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)
+COMPOSE_VARIABLES = set(re.findall(r"\$\{([A-Z_]+)", COMPOSE_TEXT))
 
 
 def _setting_names() -> set[str]:
@@ -40,32 +48,86 @@ def test_the_procfile_has_every_process_and_real_commands() -> None:
         assert _outbox_subcommand(command) in COMMANDS
 
 
-@pytest.mark.parametrize(
-    "unit", sorted((ROOT / "deploy" / "systemd").glob("*.service")), ids=lambda p: p.name
-)
-def test_systemd_units_run_outbox_commands_with_the_env_file(unit: Path) -> None:
+def _unit(path: Path) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.read_string(unit.read_text())
-    service = parser["Service"]
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
+    parser.read_string(path.read_text())
+    return parser
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_systemd_units_run_outbox_commands_with_the_env_file(unit: Path) -> None:
+    service = _unit(unit)["Service"]
     assert service["EnvironmentFile"] == "/etc/zipwhip-outbox/outbox.env"
     assert _outbox_subcommand(service["ExecStart"]) in COMMANDS
-    assert service["Restart"] == "always"
+    assert service["Restart"] == "always" and float(service["RestartSec"]) > 0
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_systemd_units_are_hardened_and_stop_a_crash_loop(unit: Path) -> None:
+    parsed = _unit(unit)
+    service = parsed["Service"]
+    assert service["User"] == "outbox"
+    assert service["NoNewPrivileges"] == "yes"
+    assert service["PrivateTmp"] == "yes"
+    assert service["ProtectHome"] in ("yes", "read-only", "tmpfs")
+    assert service["ProtectSystem"] == "strict"
+    assert service["WorkingDirectory"] in service["ReadWritePaths"].split()  # all a process writes
+    assert int(parsed["Unit"]["StartLimitBurst"]) > 0 and int(parsed["Unit"]["StartLimitIntervalSec"]) > 0
+
+
+def _env_example() -> dict[str, str]:
+    """Every NAME=value of the example, the commented-out ones too (they document settings)."""
+    text = (ROOT / "deploy" / ".env.example").read_text()
+    return dict(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=(.*)$", text, flags=re.M))
 
 
 def test_the_env_example_names_only_real_settings() -> None:
-    keys = {
-        line.split("=", 1)[0]
-        for line in (ROOT / "deploy" / ".env.example").read_text().splitlines()
-        if line and not line.startswith("#")
-    }
-    assert keys and keys <= _setting_names(), keys - _setting_names()
+    keys = set(_env_example())
+    known = _setting_names() | COMPOSE_VARIABLES
+    assert keys and keys <= known, keys - known
+
+
+def test_the_env_example_binds_to_loopback() -> None:
+    example = _env_example()
+    for key in ("OUTBOX_WEB_HOST", "OUTBOX_FLOWER_HOST"):
+        assert ipaddress.ip_address(example[key]).is_loopback, key
 
 
 def test_the_compose_file_runs_every_process_on_redis_and_postgres() -> None:
-    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
-    services = compose["services"]
+    services = COMPOSE["services"]
     assert {"redis", "postgres", "migrate", "web", "worker", "beat", "flower", "simulator"} <= set(services)
     for name in ("web", "worker", "beat", "flower", "migrate", "simulator"):
         assert services[name]["command"][0] == "outbox" and services[name]["command"][1] in COMMANDS
     assert services["worker"]["deploy"]["replicas"] >= 2
     assert "deploy" not in services["beat"]  # exactly one beat
+
+
+def test_compose_publishes_ports_on_loopback_unless_told_otherwise() -> None:
+    published = [port for service in COMPOSE["services"].values() for port in service.get("ports", [])]
+    assert published
+    for port in published:
+        host, _, _ = str(port).rpartition(":")[0].rpartition(":")
+        assert host, f"{port} is published on every address of the host"
+        default = re.fullmatch(r"\$\{[A-Z_]+:-(.+)\}", host)  # an operator's variable, loopback by default
+        assert ipaddress.ip_address(default.group(1) if default else host).is_loopback, port
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_compose_takes_the_database_password_from_the_environment() -> None:
+    required = r"\$\{POSTGRES_PASSWORD:\?[^}]+\}"
+    assert re.fullmatch(required, COMPOSE["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"])
+    urls = [s for s in _strings(COMPOSE) if re.match(r"postgres(ql)?(\+\w+)?://", s)]
+    assert urls
+    for url in urls:  # user:password@host: the password is always the variable, never a literal
+        assert re.fullmatch(rf"[^:]+://[^:@/]+:{required}@.+", url), url

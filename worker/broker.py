@@ -22,10 +22,17 @@ UNACKED_KEY = "unacked"  # kombu's default `unacked_key`
 
 def queue_length(broker: Redis, queue: str) -> int:
     """Tasks waiting in a queue, every priority."""
+    return queue_lengths(broker, [queue])[queue]
+
+
+def queue_lengths(broker: Redis, queues: list[str]) -> dict[str, int]:
+    """Tasks waiting in each queue, every priority, in one round trip."""
     pipe = broker.pipeline(transaction=False)
-    for key in _keys(queue):
-        pipe.llen(key)
-    return sum(pipe.execute())
+    for queue in queues:
+        for key in _keys(queue):
+            pipe.llen(key)
+    lengths = pipe.execute()
+    return {queue: sum(lengths[4 * n : 4 * n + 4]) for n, queue in enumerate(queues)}
 
 
 def message_ids_in(broker: Redis, queue: str) -> set[int] | None:

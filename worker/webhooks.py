@@ -41,8 +41,9 @@ def hook_token(secret_key: str, line: str) -> str:
 
 
 def token_matches(secret_key: str, line: str, token: str) -> bool:
-    """Constant-time check of a token from a URL."""
-    return hmac.compare_digest(hook_token(secret_key, line), token)
+    """Constant-time check of a token from a URL, whatever characters it holds (compared as bytes:
+    compare_digest refuses a str that is not ASCII)."""
+    return hmac.compare_digest(hook_token(secret_key, line).encode(), token.encode("utf-8", "replace"))
 
 
 def hook_url(public_url: str, secret_key: str, line: str, type_: str, event: str) -> str:

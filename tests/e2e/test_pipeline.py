@@ -325,7 +325,7 @@ def test_metrics_show_states_outcomes_latency_queues_and_waiting_age(deployment:
         health = web.get("/healthz")
     assert health.status_code == 200 and health.json() == {"database": True, "broker": True}
     assert 'outbox_messages{state="delivered"}' in text and 'outbox_messages{state="queued"}' in text
-    assert 'outbox_send_outcomes_total{outcome="sent"}' in text
+    assert 'outbox_send_outcomes_total{outcome="sent",priority="normal"}' in text
     assert "outbox_provider_latency_seconds_count" in text
     assert 'outbox_queue_depth{queue="send"}' in text
     assert 'outbox_oldest_queued_age_seconds{line="+15556661234"}' in text

@@ -34,6 +34,7 @@ def test_honcho_starts_every_process_and_a_text_goes_out(broker_url: str, tmp_pa
         "FLOWER_BASIC_AUTH": "ops:secret",
         "OUTBOX_BEAT_SCHEDULE_PATH": str(tmp_path / "beat-schedule"),
         "OUTBOX_POLL_DELAYS_S": "[0.5, 1]",
+        "OUTBOX_METRICS_REFRESH_S": "0.5",
     }
     log = open(tmp_path / "honcho.log", "wb")  # noqa: SIM115 - honcho's whole life
     honcho = subprocess.Popen(
@@ -73,8 +74,13 @@ def test_honcho_starts_every_process_and_a_text_goes_out(broker_url: str, tmp_pa
         )
         assert report["parts"][0]["kind"] == "sms"
         assert requests.get(f"http://127.0.0.1:{ports['flower']}/api/workers", timeout=5).status_code == 401
-        metrics = requests.get(f"http://127.0.0.1:{ports['web']}/metrics", timeout=5).text
-        assert 'outbox_messages{state="delivered"} 1.0' in metrics
+        metrics = f"http://127.0.0.1:{ports['web']}/metrics"  # read by the web process every 0.5 s
+        wait_for(
+            lambda: 'outbox_messages{state="delivered"} 1.0' in requests.get(metrics, timeout=5).text,
+            30,
+            0.3,
+            "the metrics to count the delivered message",
+        )
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)
         honcho.wait(timeout=60)

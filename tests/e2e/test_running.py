@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from tasks import send_message
 from tests.e2e.conftest import DEMO_LINE, Deployment, fresh_recipient
 from tests.support.simulator import free_port
 from tests.support.stack import ROOT, wait_for
+from worker.webhooks import hook_token
 
 pytestmark = pytest.mark.e2e
 
@@ -113,3 +115,91 @@ def test_flower_shows_the_tasks_by_name_with_ids_only_and_refuses_strangers(
         assert to not in str(task["args"]) + str(task["kwargs"]) + str(task["result"])  # ids only
     assert requests.get(url + "api/tasks", timeout=5).status_code == 401
     assert requests.get(url + "api/tasks", auth=("ops", "wrong"), timeout=5).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "credentials", [":", "ops:", ":s3cret-x", "ops", "ops:s3cret-x,:", "  :s3cret-x"], ids=repr
+)
+def test_flower_refuses_to_start_with_an_empty_user_or_password(
+    credentials: str, broker_url: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(  # were the check to pass, Flower would run on and the timeout would fail it
+        [sys.executable, "-m", "worker.cli", "flower"],
+        cwd=tmp_path,  # no .env here
+        env={
+            **os.environ,
+            "OUTBOX_BROKER_URL": broker_url,
+            "FLOWER_BASIC_AUTH": credentials,
+            "OUTBOX_FLOWER_PORT": str(free_port()),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "FLOWER_BASIC_AUTH needs user:password pairs with neither side empty" in result.stderr
+    assert "s3cret-x" not in result.stdout + result.stderr
+
+
+WEB_SECRET = "web-test-secret"
+METRICS_TOKEN = "web-test-metrics-token"
+
+
+@contextmanager
+def _web(broker_url: str, tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
+    """The real web process (`outbox web`, uvicorn) on a free port; yields its URL."""
+    port = free_port()
+    settings = {
+        "OUTBOX_BROKER_URL": broker_url,
+        "OUTBOX_DATABASE_URL": f"sqlite:///{tmp_path / 'outbox.db'}",
+        "OUTBOX_WEB_PORT": str(port),
+        "OUTBOX_WEBHOOK_SECRET_KEY": WEB_SECRET,
+        "OUTBOX_WEBHOOK_ALLOWED_SOURCES": '["203.0.113.0/24"]',
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "web"],
+        cwd=tmp_path,
+        env={**os.environ, **settings},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(up, 60, 0.2, "the web process")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _hook_from_allowed_network(url: str) -> int:
+    """A webhook call from loopback that claims (X-Forwarded-For) to come from the allowed network,
+    with a malformed body: 403 if the claim is disbelieved, 400 if believed."""
+    line = "+15556661234"
+    hook = f"{url}/hooks/{line.lstrip('+')}/{hook_token(WEB_SECRET, line)}/message/progress"
+    headers = {"X-Forwarded-For": "203.0.113.9", "Content-Type": "application/json"}
+    return requests.post(hook, data=b"[1]", headers=headers, timeout=5).status_code
+
+
+def test_the_web_process_believes_no_forwarded_header_unless_a_proxy_is_configured(
+    broker_url: str, tmp_path: Path
+) -> None:
+    with _web(broker_url, tmp_path, {"OUTBOX_METRICS_TOKEN": METRICS_TOKEN}) as url:
+        assert _hook_from_allowed_network(url) == 403
+        assert requests.get(url + "/metrics", timeout=5).status_code == 401
+        answer = requests.get(
+            url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=5
+        )
+        assert answer.status_code == 200 and "outbox_metrics_age_seconds" in answer.text
+    with _web(broker_url, tmp_path, {"OUTBOX_WEB_TRUSTED_PROXIES": '["127.0.0.0/8"]'}) as url:
+        assert _hook_from_allowed_network(url) == 400  # from a trusted proxy: the claim stands
+        assert requests.get(url + "/metrics", timeout=5).status_code == 200  # no token set: open

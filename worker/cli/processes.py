@@ -107,7 +107,17 @@ def web(
     runtime = ready_runtime()
     setup_logging(runtime.settings.log_level)
     s = runtime.settings
-    uvicorn.run(create_app(runtime), host=host or s.web_host, port=port or s.web_port, log_level="warning")
+    # uvicorn believes X-Forwarded-For from loopback unless told otherwise, which would let a local
+    # process (or a proxy nobody configured) name any client to the webhook allow-list.
+    proxies = ",".join(s.web_trusted_proxies)
+    uvicorn.run(
+        create_app(runtime),
+        host=host or s.web_host,
+        port=port or s.web_port,
+        log_level="warning",
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
 
 
 def flower() -> None:
@@ -115,16 +125,28 @@ def flower() -> None:
     from config.settings import get_settings
 
     s = get_settings()
-    if not s.flower_basic_auth or ":" not in s.flower_basic_auth:
-        fail("set FLOWER_BASIC_AUTH=user:password first: Flower shows every task to whoever opens it")
     # Flower reads FLOWER_BASIC_AUTH itself: the password never appears on a command line.
-    os.environ["FLOWER_BASIC_AUTH"] = s.flower_basic_auth
+    os.environ["FLOWER_BASIC_AUTH"] = _checked_basic_auth(s.flower_basic_auth)
     _celery(
         "flower",
         f"--address={s.flower_host}",
         f"--port={s.flower_port}",
         f"--max_tasks={s.flower_max_tasks}",
     )
+
+
+def _checked_basic_auth(value: str | None) -> str:
+    """Flower's credentials, or exit naming what is wrong (never echoing them). Flower takes a
+    comma-separated list of user:password pairs and lets in whoever sends one of them, so a pair
+    with an empty side would open it to a browser's empty login."""
+    why = "Flower shows every task to whoever opens it"
+    if not value:
+        fail(f"set FLOWER_BASIC_AUTH=user:password first: {why}")
+    for pair in value.split(","):
+        user, colon, password = pair.partition(":")
+        if not colon or not user.strip() or not password.strip():
+            fail(f"FLOWER_BASIC_AUTH needs user:password pairs with neither side empty: {why}")
+    return value
 
 
 def demo(

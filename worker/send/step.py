@@ -10,6 +10,7 @@ from worker.dispatch import Outbox
 from worker.hooks import notify_final
 from worker.liveness import may_send
 from worker.logs import message_context
+from worker.metrics import count_send_outcomes
 from worker.retry import INFRASTRUCTURE_ERRORS
 from worker.runtime import Runtime
 from worker.send.call import call_all
@@ -38,6 +39,7 @@ def send_step(runtime: Runtime, message_ids: Sequence[int], token: str, worker: 
             call_all(runtime, claims) if may_send() else [_fenced() for _ in claims]
         )
         outcomes += _record(runtime, claims, answers, token)
+    count_send_outcomes(runtime.redis, [(o.kind, o.priority or "normal") for o in outcomes])
     for outcome in outcomes:
         with message_context(outcome.message_id):
             log.info("%s", outcome.summary)

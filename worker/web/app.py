@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis import Redis
@@ -15,16 +20,22 @@ from starlette.routing import Route
 from worker.metrics import OutboxCollector
 from worker.runtime import Runtime, get_runtime
 from worker.web.hooks import hook_routes
+from worker.web.refresher import FiguresRefresher
 
 
 def create_app(runtime: Runtime | None = None) -> Starlette:
     """The web app, bound to a runtime (the process's own by default)."""
     runtime = runtime or get_runtime()
-    broker = Redis.from_url(runtime.settings.broker_url, socket_timeout=5)
+    settings = runtime.settings
+    broker = Redis.from_url(settings.broker_url, socket_timeout=5)
+    refresher = FiguresRefresher(runtime.engine, settings.metrics_refresh_s)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(OutboxCollector(runtime, broker))
+    registry.register(OutboxCollector(runtime.redis, broker, refresher.latest, time.monotonic()))
+    token = settings.metrics_token.get_secret_value().encode() if settings.metrics_token else None
 
-    async def metrics(_: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        if token is not None and not _bearer_matches(request, token):
+            return Response("a bearer token is needed\n", 401, {"WWW-Authenticate": 'Bearer realm="metrics"'})
         body = await run_in_threadpool(generate_latest, registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -32,7 +43,19 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
         checks = await run_in_threadpool(_health, runtime, broker)
         return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
 
-    return Starlette(routes=[Route("/metrics", metrics), Route("/healthz", health), *hook_routes(runtime)])
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with refresher.running():
+            yield
+
+    routes = [Route("/metrics", metrics), Route("/healthz", health), *hook_routes(runtime)]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _bearer_matches(request: Request, token: bytes) -> bool:
+    """Constant-time check of `Authorization: Bearer <token>` (as bytes: any characters may come)."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8", "replace"), token)
 
 
 def _health(runtime: Runtime, broker: Redis) -> dict[str, bool]:

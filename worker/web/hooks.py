@@ -1,13 +1,13 @@
 """The webhook endpoint of the web process: checks first (source, secret), then records and returns.
 
 Anything that fails a check is refused before the database is touched: a source outside the
-allow-list gets 403, a wrong secret (or webhooks switched off) 404, a malformed body 400.
+allow-list gets 403, a wrong secret (or webhooks switched off) 404, a body over the cap 413 (read no
+further than the cap), a malformed body 400 naming the problem.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from worker.runtime import Runtime
+from worker.web.body import BadJson, BodyTooLarge, loads_strict, read_capped
 from worker.webhooks import EVENTS, BadPayload, handle_event, token_matches
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,12 @@ def hook_routes(runtime: Runtime) -> list[Route]:
         secret = settings.webhook_secret_key
         if not secret or kind not in EVENTS or not token_matches(secret, line, params["token"]):
             return JSONResponse({"error": "not found"}, status_code=404)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return JSONResponse({"error": "body too large"}, status_code=413)
         try:
-            payload = json.loads(body)
+            payload = loads_strict(await read_capped(request, MAX_BODY_BYTES))
             handled = await run_in_threadpool(handle_event, runtime, line, *kind, payload)
-        except (ValueError, BadPayload) as error:
+        except BodyTooLarge as error:
+            return JSONResponse({"error": str(error)}, status_code=413)
+        except (BadJson, BadPayload, ValueError) as error:
             return JSONResponse({"error": f"malformed payload: {error}"}, status_code=400)
         except LookupError:
             return JSONResponse({"error": "not found"}, status_code=404)
