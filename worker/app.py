@@ -20,7 +20,7 @@ from config.celery import celery_config
 from config.settings import Settings, get_settings
 from worker.constants import TASK_POLL_LINE, TASK_RECONCILE, TASK_SEND
 from worker.dispatch import Backlogs
-from worker.liveness import hold, identity, let_go, start_heartbeat, stop_heartbeat
+from worker.liveness import forget_heartbeat, hold, identity, let_go, start_heartbeat, stop_heartbeat
 from worker.logs import setup_logging
 from worker.runtime import get_runtime, reset_runtime
 
@@ -56,6 +56,7 @@ def _prepare_beat(**_: Any) -> None:
 @worker_process_init.connect
 def _fresh_resources(**_: Any) -> None:
     """A forked pool child builds its own pools instead of sharing the parent's sockets."""
+    forget_heartbeat()
     reset_runtime()
 
 

@@ -100,19 +100,30 @@ class Heartbeat:
 
 
 _heartbeat: Heartbeat | None = None
+_identity: str | None = None  # the heartbeat's name: a forked pool child claims under its parent's
 
 
 def start_heartbeat(redis: Redis, node: str, ttl_s: float) -> Heartbeat:
     """Start this process's heartbeat (a worker calls it once it is ready). Its name is the worker's
     node name and pid: a worker started again under the same node name is another worker."""
-    global _heartbeat
+    global _heartbeat, _identity
     _heartbeat = Heartbeat(redis, f"{node}/{os.getpid()}", ttl_s).start()
+    _identity = _heartbeat.name
     return _heartbeat
 
 
 def identity(node: str) -> str:
-    """The name this process's claims and held tasks go under: its heartbeat's, else the node's."""
-    return _heartbeat.name if _heartbeat is not None else node
+    """The name this process's claims and held tasks go under: its heartbeat's (a pool child's
+    parent's), else the node's."""
+    return _identity or node
+
+
+def forget_heartbeat() -> None:
+    """A forked pool child has no heartbeat of its own: its copy of the parent's would go stale (the
+    beating thread stays in the parent) and fence every send. It is not fenced at all instead, and
+    claims under its parent's name, which lives as long as the parent beats."""
+    global _heartbeat
+    _heartbeat = None
 
 
 def stop_heartbeat() -> None:
