@@ -15,7 +15,8 @@ from worker.release import release_due
 from worker.runtime import Runtime, get_runtime
 from worker.sweeper import sweep as sweep_once
 
-LOCK_TIMEOUT_S = 60  # a run whose worker died frees its job this long after its last renewal
+# Renewed every third of it while a run works: a run whose worker died frees its job this soon.
+LOCK_TIMEOUT_S = 6
 
 
 def _exclusively(name: str, job: Callable[[Runtime], dict[str, int]]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 from redis import Redis
@@ -17,7 +18,8 @@ PRIORITY_SEPARATOR = "\x06\x16"  # kombu keeps priorities 3, 6 and 9 in sibling 
 # normal texts of a line without a backlog (a line's lone text is never stuck behind another line's
 # blast); normal texts of a line working through a backlog; bulk texts.
 LANE_URGENT, LANE_NORMAL, LANE_BACKLOG, LANE_BULK = 0, 3, 6, 9
-UNACKED_KEY = "unacked"  # kombu's default `unacked_key`
+UNACKED_KEY = "unacked"  # kombu's default `unacked_key`: delivery tag -> [message, exchange, routing key]
+UNACKED_INDEX_KEY = "unacked_index"  # kombu's default `unacked_index_key`: delivery tag -> when handed out
 
 
 def queue_length(broker: Redis, queue: str) -> int:
@@ -35,16 +37,21 @@ def queue_lengths(broker: Redis, queues: list[str]) -> dict[str, int]:
     return {queue: sum(lengths[4 * n : 4 * n + 4]) for n, queue in enumerate(queues)}
 
 
-def message_ids_in(broker: Redis, queue: str) -> set[int] | None:
+def message_ids_in(broker: Redis, queue: str, handed_within_s: float) -> set[int] | None:
     """The message ids of every task for the queue the broker holds: waiting in it (every priority),
-    or handed to a worker and not yet acknowledged. None when something there is not what we expect:
-    then nothing may be concluded lost."""
+    or handed to a worker within the last `handed_within_s` and not yet acknowledged (one handed out
+    earlier is in a worker's own notes by now, or its worker died before it could note it: kombu keeps
+    it until the visibility timeout, an hour). None when something there is not what we expect: then
+    nothing may be concluded lost."""
     pipe = broker.pipeline(transaction=False)
     for key in _keys(queue):
         pipe.lrange(key, 0, -1)
-    waiting = [raw for found in pipe.execute() for raw in found]
+    pipe.zrangebyscore(UNACKED_INDEX_KEY, time.time() - handed_within_s, "+inf")
+    *lists, recent = pipe.execute()
+    waiting = [raw for found in lists for raw in found]
     try:
-        handed = [json.loads(raw) for raw in broker.hvals(UNACKED_KEY)]  # [message, exchange, routing key]
+        raws = broker.hmget(UNACKED_KEY, recent) if recent else []
+        handed = [json.loads(raw) for raw in raws if raw is not None]  # [message, exchange, routing key]
         messages = [json.loads(raw) for raw in waiting] + [m for m, _, key in handed if key == queue]
         return {i for message in messages for i in _task_ids(message)}
     except (ValueError, TypeError, KeyError, IndexError):

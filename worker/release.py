@@ -113,7 +113,7 @@ def _recover_lost_sends(session: Session, runtime: Runtime, now: datetime) -> in
     suspects = released_before(session, now - timedelta(seconds=LOST_AFTER_S))
     if not suspects:
         return 0
-    queued = message_ids_in(runtime.broker, SEND_QUEUE)
+    queued = message_ids_in(runtime.broker, SEND_QUEUE, LOST_AFTER_S)
     if queued is None:
         return 0
     lost = suspects - queued - held_ids(runtime.redis, "send")
