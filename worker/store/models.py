@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from worker.store.columns import StoredEnum
 from worker.store.states import IN_FLIGHT_SQL, LineState, Priority, State
 
 
@@ -23,7 +24,7 @@ class Line(SQLModel, table=True):
     phone: str = Field(unique=True, index=True, description="E.164")
     username: str
     session_key: str | None = Field(default=None, repr=False, description="a credential: never logged")
-    state: str = Field(default=LineState.NEEDS_LOGIN.value)
+    state: LineState = Field(default=LineState.NEEDS_LOGIN, sa_type=StoredEnum(LineState))
     rate_per_s: float | None = Field(default=None, description="overrides the line rate setting")
     webhook_secret: str | None = Field(default=None, repr=False)
     created_at: datetime = Field(default_factory=utcnow)
@@ -50,8 +51,10 @@ class Message(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     line_id: int = Field(foreign_key="line.id")
     recipient: str = Field(description="E.164")
-    state: str = Field(default=State.QUEUED.value)
-    priority: int = Field(default=Priority.NORMAL.value, description="0 high, 1 normal, 2 bulk")
+    state: State = Field(default=State.QUEUED, sa_type=StoredEnum(State))
+    priority: Priority = Field(
+        default=Priority.NORMAL, sa_type=StoredEnum(Priority), description="0 high, 1 normal, 2 bulk"
+    )
     idempotency_key: str | None = None
     request_digest: str | None = Field(
         default=None, description="sha256 of what was asked, with a key: a reused key must ask the same"
@@ -87,9 +90,11 @@ class Part(SQLModel, table=True):
     body: str
     body_bytes: int
     payload_bytes: int
-    state: str = Field(default=State.QUEUED.value)
-    priority: int = Field(
-        default=Priority.NORMAL.value, description="its message's, for the line's queue order"
+    state: State = Field(default=State.QUEUED, sa_type=StoredEnum(State))
+    priority: Priority = Field(
+        default=Priority.NORMAL,
+        sa_type=StoredEnum(Priority),
+        description="its message's, for the line's queue order",
     )
     attempts: int = 0
     releases: int = Field(default=0, description="send tasks published for it; bounds a poison message")
@@ -139,7 +144,7 @@ class StatusEvent(SQLModel, table=True):
     part_id: int | None = Field(default=None, foreign_key="part.id")
     at: datetime = Field(default_factory=utcnow)
     source: str
-    state: str
+    state: State = Field(sa_type=StoredEnum(State))
     code: int | None = Field(default=None, description="send code from the provider, if any")
     status_code: int | None = None
     message_status: int | None = None
