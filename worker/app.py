@@ -24,7 +24,7 @@ from worker.liveness import forget_heartbeat, hold, identity, let_go, start_hear
 from worker.logs import setup_logging
 from worker.runtime import get_runtime, reset_runtime
 
-app = Celery("outbox", include=["tasks.send", "tasks.status", "tasks.maintenance"])
+app = Celery("outbox", include=["tasks.send", "tasks.status", "tasks.maintenance", "tasks.callbacks"])
 app.config_from_object(celery_config(get_settings()))
 
 log = logging.getLogger(__name__)

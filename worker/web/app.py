@@ -21,6 +21,7 @@ from worker.metrics import OutboxCollector
 from worker.runtime import Runtime, get_runtime
 from worker.web.hooks import hook_routes
 from worker.web.refresher import FiguresRefresher
+from worker.web.v1.routes import api_routes
 
 
 def create_app(runtime: Runtime | None = None) -> Starlette:
@@ -48,7 +49,12 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
         async with refresher.running():
             yield
 
-    routes = [Route("/metrics", metrics), Route("/healthz", health), *hook_routes(runtime)]
+    routes = [
+        Route("/metrics", metrics),
+        Route("/healthz", health),
+        *hook_routes(runtime),
+        *api_routes(runtime),
+    ]
     return Starlette(routes=routes, lifespan=lifespan)
 
 
