@@ -25,9 +25,9 @@ def create(
     """Make a key; prints it once (only its hash is kept), with the secret that signs its callbacks."""
     runtime = ready_runtime()
     try:
-        lines = [normalize_number(raw, field="--line", limits=runtime.limits) for raw in line]
+        lines = [normalize_number(raw, field="line", limits=runtime.limits) for raw in line]
     except PlanningError as error:
-        fail(str(error.problems[0]))
+        fail("--" + str(error.problems[0]))
     made = create_key(runtime.engine, lines, name)
     if as_json:
         print_json({"id": made.id, "key": made.key, "signing_secret": made.signing_secret})
