@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -145,3 +147,14 @@ def test_a_callback_to_a_private_address_is_given_up_unsent(sqlite_url: str, bro
             refused.status_code == 422
             and refused.json()["error"]["problems"][0]["field"] == "status_callback"
         )
+
+
+def test_the_readme_verification_code_accepts_our_signature_and_nothing_else() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = next(b for b in readme.split("```python\n")[1:] if "def verify(" in b).split("```")[0]
+    namespace: dict[str, Any] = {}
+    exec(block, namespace)
+    body = b'{"event_id":7,"state":"delivered"}'
+    assert namespace["verify"](SECRET, sign(SECRET, body), body)
+    assert not namespace["verify"](SECRET, sign(SECRET, body), body + b"x")
+    assert not namespace["verify"](SECRET, sign(SECRET, body, now=1_000), body)
