@@ -7,7 +7,7 @@ from typing import Any
 from kombu import Queue
 
 from config.settings import Settings
-from worker.constants import (
+from worker.infra.constants import (
     CALLBACK_QUEUE,
     CONTROL_QUEUE,
     SEND_QUEUE,

@@ -7,10 +7,10 @@ import requests
 
 from worker.api.callbacks import BACKOFF_MAX_S, deliver, lost_messages, publish
 from worker.app import app
-from worker.constants import TASK_CALLBACK, TASK_CALLBACK_SWEEP
-from worker.logs import message_context
-from worker.retry import INFRASTRUCTURE_ERRORS
-from worker.runtime import get_runtime
+from worker.infra.constants import TASK_CALLBACK, TASK_CALLBACK_SWEEP
+from worker.infra.logs import message_context
+from worker.infra.runtime import get_runtime
+from worker.pipeline.retry import INFRASTRUCTURE_ERRORS
 
 
 @app.task(name=TASK_CALLBACK, autoretry_for=INFRASTRUCTURE_ERRORS, retry_backoff=2, max_retries=10)

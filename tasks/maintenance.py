@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from worker.app import app
-from worker.constants import TASK_RELEASE, TASK_SWEEP
-from worker.locks import exclusive
-from worker.release import release_due
-from worker.runtime import Runtime, get_runtime
-from worker.sweeper import sweep as sweep_once
+from worker.infra.constants import TASK_RELEASE, TASK_SWEEP
+from worker.infra.locks import exclusive
+from worker.infra.runtime import Runtime, get_runtime
+from worker.pipeline.release import release_due
+from worker.pipeline.sweep import sweep as sweep_once
 
 # Renewed every third of it while a run works: a run whose worker died frees its job this soon.
 LOCK_TIMEOUT_S = 6

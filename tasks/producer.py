@@ -7,9 +7,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from worker.enqueue import TextRequest, enqueue, enqueue_many
+from worker.infra.runtime import get_runtime
 from worker.planning import FileInput, IdempotencyConflict, PlanningError
-from worker.runtime import get_runtime
+from worker.producer.enqueue import TextRequest, enqueue, enqueue_many
 
 InvalidMessage = PlanningError  # raised for bad input; `.problems` names every one
 

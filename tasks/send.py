@@ -1,15 +1,15 @@
-"""The send task: message ids in, a summary out; the work is in `worker.send`."""
+"""The send task: message ids in, a summary out; the work is in `worker.pipeline.send`."""
 
 from __future__ import annotations
 
 from celery import Task
 
 from worker.app import app
-from worker.constants import TASK_SEND
-from worker.liveness import identity
-from worker.retry import INFRASTRUCTURE_ERRORS
-from worker.runtime import get_runtime
-from worker.send import send_step
+from worker.infra.constants import TASK_SEND
+from worker.infra.runtime import get_runtime
+from worker.pipeline.liveness import identity
+from worker.pipeline.retry import INFRASTRUCTURE_ERRORS
+from worker.pipeline.send import send_step
 
 
 @app.task(

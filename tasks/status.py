@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from worker.app import app
-from worker.constants import (
+from worker.callbacks import notify_final, notify_inbound
+from worker.infra.constants import (
     POLL_LEASE_KEY,
     TASK_INBOUND,
     TASK_NOTIFY,
     TASK_POLL_LINE,
     TASK_RECONCILE,
 )
-from worker.hooks import notify_final, notify_inbound
-from worker.logs import message_context
-from worker.reconcile import reconcile_step
-from worker.retry import INFRASTRUCTURE_ERRORS
-from worker.runtime import get_runtime
+from worker.infra.logs import message_context
+from worker.infra.runtime import get_runtime
+from worker.pipeline.reconcile import reconcile_step
+from worker.pipeline.retry import INFRASTRUCTURE_ERRORS
+from worker.pipeline.track import poll_line_step
 from worker.store.db import transaction
 from worker.store.models import Message
-from worker.tracking import poll_line_step
 
 _RETRY = {
     "autoretry_for": INFRASTRUCTURE_ERRORS,

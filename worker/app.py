@@ -18,11 +18,11 @@ from celery.signals import (
 
 from config.celery import celery_config
 from config.settings import Settings, get_settings
-from worker.constants import TASK_POLL_LINE, TASK_RECONCILE, TASK_SEND
-from worker.dispatch import Backlogs
-from worker.liveness import forget_heartbeat, hold, identity, let_go, start_heartbeat, stop_heartbeat
-from worker.logs import setup_logging
-from worker.runtime import get_runtime, reset_runtime
+from worker.infra.constants import TASK_POLL_LINE, TASK_RECONCILE, TASK_SEND
+from worker.infra.logs import setup_logging
+from worker.infra.runtime import get_runtime, reset_runtime
+from worker.pipeline.dispatch import Backlogs
+from worker.pipeline.liveness import forget_heartbeat, hold, identity, let_go, start_heartbeat, stop_heartbeat
 
 app = Celery("outbox", include=["tasks.send", "tasks.status", "tasks.maintenance", "tasks.callbacks"])
 app.config_from_object(celery_config(get_settings()))

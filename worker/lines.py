@@ -11,8 +11,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select, update
 
+from worker.infra.runtime import Runtime
 from worker.planning import PlanningError, Problem, normalize_number
-from worker.runtime import Runtime
 from worker.store.db import transaction
 from worker.store.models import Line, utcnow
 from worker.store.schedule import resume_lines

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from config.settings import settings_from
 from worker.api.keys import NewKey, create_key
 from worker.app import configure
-from worker.runtime import Runtime, get_runtime
+from worker.infra.runtime import Runtime, get_runtime
 from worker.store.db import migrate, transaction
 from worker.store.models import Attachment, CallbackDelivery, Line, Message, Part, StatusEvent
 from worker.web.app import create_app

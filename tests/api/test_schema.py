@@ -59,7 +59,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, broker_url: str) -> Iterato
         server = uvicorn.Server(uvicorn.Config(api.client.app, port=free_port(), log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
-        wait_for(lambda: server.started, 30, 0.05, "the web app to listen")
+        wait_for(lambda s=server: s.started, 30, 0.05, "the web app to listen")
         try:
             yield Served(f"http://127.0.0.1:{server.config.port}", api.auth())
         finally:

@@ -19,9 +19,9 @@ from tests.support.services import throwaway_postgres
 from tests.support.simulator import SimulatorHandle, free_port, run_simulator
 from tests.support.stack import Stack, running_stack
 from worker.app import configure
-from worker.enqueue import enqueue
+from worker.infra.runtime import Runtime, get_runtime
 from worker.lines import login_line
-from worker.runtime import Runtime, get_runtime
+from worker.producer.enqueue import enqueue
 from worker.store.db import make_engine, migrate
 from worker.store.models import Message
 from worker.store.states import FINAL_STATES

@@ -20,9 +20,9 @@ from sqlmodel import Session, col, select
 from tests.chaos.conftest import DEFAULT_TIMINGS, Chaos
 from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD
 from tests.support.services import POSTGRES_ADMIN_URL
+from worker.inbound.webhooks import hook_token, register_webhooks
 from worker.store.models import Part, StatusEvent
 from worker.store.states import FINAL_STATES
-from worker.webhooks import hook_token, register_webhooks
 
 pytestmark = pytest.mark.e2e
 

@@ -21,10 +21,10 @@ from tests.support.services import throwaway_postgres
 from tests.support.simulator import SimulatorHandle, free_port, run_simulator
 from tests.support.stack import ROOT, Stack, running_stack, wait_for
 from worker.app import configure
+from worker.infra.runtime import Runtime, get_runtime
 from worker.lines import login_line
 from worker.planning import FileInput
 from worker.report import message_report
-from worker.runtime import Runtime, get_runtime
 from worker.store.db import make_engine, migrate, transaction
 from worker.store.states import FINAL_STATES
 
@@ -143,7 +143,7 @@ def deploy(
             "OUTBOX_BROKER_URL": broker_url,
             "OUTBOX_DATABASE_URL": database_url,
             "ZIPWHIP_BASE_URL": simulator.base_url,
-            "OUTBOX_OUTCOME_HOOK": "tests.support.hooks:record_outcome",
+            "OUTBOX_OUTCOME_HOOK": "tests.support.callbacks:record_outcome",
             "OUTBOX_TEST_HOOK_FILE": str(workdir / "outcomes.txt"),
             **(env or {}),
         }

@@ -15,8 +15,8 @@ from tests.support.services import throwaway_postgres
 from tests.support.simulator import run_simulator
 from tests.support.stack import running_stack, wait_for
 from worker.app import configure
+from worker.infra.runtime import get_runtime
 from worker.lines import login_line
-from worker.runtime import get_runtime
 from worker.store.db import make_engine, migrate
 
 pytestmark = pytest.mark.e2e

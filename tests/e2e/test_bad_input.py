@@ -21,10 +21,10 @@ from config.settings import settings_from
 from tests.support.images import png_declaring
 from worker.app import configure
 from worker.cli.root import app as cli
-from worker.constants import CONTROL_QUEUE, SEND_QUEUE, STATUS_QUEUE
-from worker.enqueue import enqueue
+from worker.infra.constants import CONTROL_QUEUE, SEND_QUEUE, STATUS_QUEUE
+from worker.infra.runtime import Runtime, get_runtime
 from worker.planning import FileInput, PlanningError
-from worker.runtime import Runtime, get_runtime
+from worker.producer.enqueue import enqueue
 from worker.store.db import migrate, transaction
 from worker.store.models import Attachment, Line, Message, Part, StatusEvent
 

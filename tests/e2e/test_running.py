@@ -17,7 +17,7 @@ from tasks import send_message
 from tests.e2e.conftest import DEMO_LINE, Deployment, fresh_recipient
 from tests.support.simulator import free_port
 from tests.support.stack import ROOT, wait_for
-from worker.webhooks import hook_token
+from worker.inbound.webhooks import hook_token
 
 pytestmark = pytest.mark.e2e
 

@@ -18,11 +18,11 @@ from tests.support.services import throwaway_postgres
 from tests.support.simulator import SimulatorHandle, run_simulator
 from tests.support.stack import Stack, running_stack, wait_for
 from worker.app import configure
-from worker.broker import queue_length
-from worker.constants import SEND_QUEUE
-from worker.enqueue import TextRequest, enqueue, enqueue_many
+from worker.infra.broker import queue_length
+from worker.infra.constants import SEND_QUEUE
+from worker.infra.runtime import Runtime, get_runtime
 from worker.lines import login_line
-from worker.runtime import Runtime, get_runtime
+from worker.producer.enqueue import TextRequest, enqueue, enqueue_many
 from worker.store.db import make_engine, migrate, transaction
 from worker.store.models import Line, Message, Part, utcnow
 from worker.store.record import cancel

@@ -18,9 +18,9 @@ from tasks import InvalidMessage, send_message
 from tests.e2e.conftest import DEMO_LINE, Deployment, deploy, fresh_recipient
 from tests.support.simulator import SimulatorHandle, run_simulator
 from tests.support.stack import wait_for
-from worker.runtime import Runtime
+from worker.inbound.webhooks import hook_token, register_webhooks
+from worker.infra.runtime import Runtime
 from worker.store.models import Part, ProviderMessageRow, StatusEvent
-from worker.webhooks import hook_token, register_webhooks
 
 pytestmark = pytest.mark.e2e
 SECRET = "test-webhook-secret-key"
@@ -41,7 +41,7 @@ def hooked(
     env = {
         "OUTBOX_WEBHOOK_SECRET_KEY": SECRET,
         "OUTBOX_POLL_DELAYS_S": "[60]",  # polling would come far too late: any final status is a webhook's
-        "OUTBOX_INBOUND_HOOK": "tests.support.hooks:record_inbound",
+        "OUTBOX_INBOUND_HOOK": "tests.support.callbacks:record_inbound",
         "OUTBOX_TEST_INBOUND_FILE": str(workdir / "inbound.jsonl"),
     }
     with deploy("postgres", broker_url, simulator, workdir, env, web=True) as running:

@@ -13,9 +13,9 @@ from sqlmodel import Session
 
 from config.settings import settings_from
 from worker.app import configure
-from worker.broker import PRIORITY_SEPARATOR
-from worker.constants import SEND_QUEUE
-from worker.runtime import Runtime, get_runtime
+from worker.infra.broker import PRIORITY_SEPARATOR
+from worker.infra.constants import SEND_QUEUE
+from worker.infra.runtime import Runtime, get_runtime
 from worker.store.db import migrate, transaction
 from worker.store.models import Line
 

@@ -8,7 +8,7 @@ from config.celery import RELEASE_EVERY_S, celery_config
 from config.settings import settings_from
 from tests.support.services import REDIS_HOST, REDIS_PORT, redis_url
 from worker.app import app, configure
-from worker.constants import (
+from worker.infra.constants import (
     CONTROL_QUEUE,
     SEND_QUEUE,
     STATUS_QUEUE,

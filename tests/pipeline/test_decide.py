@@ -8,8 +8,8 @@ from itertools import product
 
 import pytest
 
-from worker.decide import Decision, Search, decide_search, decide_send
-from worker.retry import RetryPolicy
+from worker.pipeline.decide import Decision, Search, decide_search, decide_send
+from worker.pipeline.retry import RetryPolicy
 from worker.zipwhip.errors import Classification, ErrorKind, ProviderError
 
 POLICY = RetryPolicy(max_attempts=3)

@@ -12,19 +12,19 @@ from sqlalchemy import Engine, event, update
 from sqlmodel import Session, col, select
 
 from tests.pipeline.conftest import LINE, OTHER, published, published_with_priority, set_rates
-from worker.constants import TASK_SEND
-from worker.dispatch import PUBLISHING_KEY, Outbox
-from worker.enqueue import TextRequest, enqueue, enqueue_many
-from worker.liveness import ALIVE_KEY, DEAD_KEY, HELD_KEY, MISSING_KEY, hold
-from worker.release import release_due
-from worker.runtime import Runtime
+from worker.infra.constants import TASK_SEND
+from worker.infra.runtime import Runtime
+from worker.pipeline.dispatch import PUBLISHING_KEY, Outbox
+from worker.pipeline.liveness import ALIVE_KEY, DEAD_KEY, HELD_KEY, MISSING_KEY, hold
+from worker.pipeline.release import release_due
+from worker.pipeline.sweep import recover_dead_workers
+from worker.producer.enqueue import TextRequest, enqueue, enqueue_many
 from worker.store.db import transaction
 from worker.store.models import Line, Message, Part, utcnow
 from worker.store.queue import lines_to_poll
 from worker.store.record import lock_messages
 from worker.store.schedule import lease, take_claim
 from worker.store.states import Priority
-from worker.sweeper import recover_dead_workers
 
 
 def _texts(count: int, prefix: str = "text", priority: str = "normal", line: str = LINE) -> list[TextRequest]:

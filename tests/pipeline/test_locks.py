@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from tests.support.services import REDIS_HOST, REDIS_PORT
-from worker.constants import LOCK_KEY
-from worker.locks import exclusive
+from worker.infra.constants import LOCK_KEY
+from worker.infra.locks import exclusive
 
 TIMEOUT_S = 3.0
 

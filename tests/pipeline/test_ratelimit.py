@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.support.services import REDIS_HOST, REDIS_PORT
-from worker.ratelimit import LineRateLimiter, Wanted
+from worker.infra.ratelimit import LineRateLimiter, Wanted
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from sqlmodel import Session, col, select
 from tests.e2e.conftest import image
 from tests.pipeline.conftest import LINE, OTHER, set_rates
 from tests.pipeline.conftest import published as published_tasks
-from worker.dispatch import Slot, batches
-from worker.enqueue import TextRequest, enqueue_many
-from worker.release import OVERFETCH, release_due
-from worker.runtime import Runtime
+from worker.infra.runtime import Runtime
+from worker.pipeline.dispatch import Slot, batches
+from worker.pipeline.release import OVERFETCH, release_due
+from worker.producer.enqueue import TextRequest, enqueue_many
 from worker.store.models import Line, Part, utcnow
 from worker.store.queue import Head, behind_an_earlier_part, due_heads, waiting_behind_earlier
 

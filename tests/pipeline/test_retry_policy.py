@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from worker.retry import RetryPolicy
+from worker.pipeline.retry import RetryPolicy
 
 
 @pytest.mark.parametrize(("attempt", "ceiling"), [(1, 2.0), (2, 4.0), (3, 8.0), (4, 16.0), (10, 30.0)])

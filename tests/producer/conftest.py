@@ -8,7 +8,7 @@ import pytest
 
 from config.settings import settings_from
 from worker.app import configure
-from worker.runtime import Runtime, get_runtime
+from worker.infra.runtime import Runtime, get_runtime
 from worker.store.db import migrate, transaction
 from worker.store.models import Line
 

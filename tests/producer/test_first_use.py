@@ -13,7 +13,7 @@ from config.settings import settings_from
 from tasks import InvalidMessage, send_message
 from tests.support.stack import ROOT
 from worker.app import configure
-from worker.runtime import get_runtime
+from worker.infra.runtime import get_runtime
 
 
 def test_send_message_on_a_fresh_database_sets_the_schema_up_and_names_the_unknown_line(

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
-import worker.enqueue
+import worker.producer.enqueue
 from tasks import IdempotencyConflict, InvalidMessage
 from tests.producer.conftest import LINE
-from worker.enqueue import enqueue, enqueue_many
+from worker.infra.runtime import Runtime
 from worker.planning import FileInput
-from worker.runtime import Runtime
+from worker.producer.enqueue import enqueue, enqueue_many
 from worker.store.models import Message, Part
 from worker.store.new_messages import LineFacts
 
@@ -135,7 +135,7 @@ def test_the_error_is_exported_and_is_an_invalid_message() -> None:
 def lost_race(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The first look-up misses the stored keys; returns how many look-ups were made."""
     calls: list[int] = []
-    real = worker.enqueue.look_up_line
+    real = worker.producer.enqueue.look_up_line
 
     def late(*args: Any) -> LineFacts | None:
         found = real(*args)
@@ -144,7 +144,7 @@ def lost_race(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             return LineFacts(found.line_id, found.opted_out, {})
         return found
 
-    monkeypatch.setattr(worker.enqueue, "look_up_line", late)
+    monkeypatch.setattr(worker.producer.enqueue, "look_up_line", late)
     return calls
 
 

@@ -12,9 +12,9 @@ from sqlmodel import Session, col, select
 
 from tests.e2e.test_bad_input import CORPUS, PNG, prepared
 from tests.producer.conftest import LINE, OTHER
-from worker.enqueue import MAX_TEXTS_PER_CALL, TextRequest, enqueue, enqueue_many
+from worker.infra.runtime import Runtime
 from worker.planning import FileInput, PlanningError
-from worker.runtime import Runtime
+from worker.producer.enqueue import MAX_TEXTS_PER_CALL, TextRequest, enqueue, enqueue_many
 from worker.store.consent import suppress
 from worker.store.db import transaction
 from worker.store.models import Attachment, Line, Message, Part, StatusEvent, utcnow

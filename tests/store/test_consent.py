@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from worker.inbound import record_provider_message
-from worker.optouts import apply_keyword
+from worker.inbound.messages import record_provider_message
+from worker.inbound.optouts import apply_keyword
 from worker.store.consent import lift, suppress, suppressed_numbers
 from worker.store.db import transaction
 from worker.store.models import Line, utcnow

@@ -20,8 +20,8 @@ from starlette.testclient import TestClient
 from config.settings import settings_from
 from tests.support.services import throwaway_postgres
 from tests.support.stack import wait_for
-from worker.metrics import OutboxCollector, count_send_outcomes
-from worker.runtime import Runtime
+from worker.infra.metrics import OutboxCollector, count_send_outcomes
+from worker.infra.runtime import Runtime
 from worker.store.db import migrate
 from worker.web.app import create_app
 from worker.web.refresher import FiguresRefresher

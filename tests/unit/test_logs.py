@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from worker.logs import _ContextFilter, _KeyValueFormatter, message_context
+from worker.infra.logs import _ContextFilter, _KeyValueFormatter, message_context
 
 KEY = "0b6f2e8a-3c1d-4e5f-9a7b-123456789abc:309626613"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from worker.tracking import Due, _get_each, _listed
+from worker.pipeline.track import Due, _get_each, _listed
 from worker.zipwhip.errors import Classification, ErrorKind, ProviderError
 from worker.zipwhip.results import MessagePage, ProviderMessage
 

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from worker.reconcile import Wanted
-from worker.send.values import Claimed
+from worker.pipeline.reconcile import Wanted
+from worker.pipeline.send.values import Claimed
+from worker.pipeline.track import Due
 from worker.store.db import make_engine
-from worker.tracking import Due
 
 KEY = "0b6f2e8a-3c1d-4e5f-9a7b-123456789abc:309626613"
 

@@ -14,8 +14,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from config.settings import settings_from
-from worker.web.hooks import MAX_BODY_BYTES, hook_routes
-from worker.webhooks import hook_token
+from worker.inbound.webhooks import hook_token
+from worker.web.webhooks import MAX_BODY_BYTES, hook_routes
 
 SECRET = "unit-test-secret"
 LINE = "+15556661234"

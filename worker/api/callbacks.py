@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from worker.api.callback_url import networks, resolved_problem
 from worker.api.signing import SIGNATURE_HEADER, sign
-from worker.constants import CALLBACK_LOCK_KEY, TASK_CALLBACK
+from worker.infra.constants import CALLBACK_LOCK_KEY, TASK_CALLBACK
 from worker.store.models import ApiKey, CallbackDelivery, Line, Message, utcnow
 from worker.store.states import FINAL_STATES, State
 

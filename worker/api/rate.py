@@ -11,7 +11,7 @@ import time
 
 from redis import Redis
 
-from worker.constants import API_RATE_KEY
+from worker.infra.constants import API_RATE_KEY
 
 
 def over_limit(redis: Redis, key_id: int, per_s: float, now: float | None = None) -> float | None:

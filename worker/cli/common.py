@@ -11,7 +11,7 @@ from rich.console import Console
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from worker.runtime import Runtime, get_runtime
+from worker.infra.runtime import Runtime, get_runtime
 
 console = Console()
 errors = Console(stderr=True)

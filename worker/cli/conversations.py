@@ -7,12 +7,12 @@ from rich.table import Table
 from sqlmodel import Session, col, select
 
 from worker.cli.common import console, fail, print_json, ready_runtime
+from worker.inbound.sync import sync_line
+from worker.infra.runtime import Runtime
 from worker.planning import PlanningError, normalize_number
-from worker.runtime import Runtime
 from worker.store.consent import lift, suppress, suppressed
 from worker.store.db import transaction
 from worker.store.models import Line, ProviderMessageRow, utcnow
-from worker.sync import sync_line
 from worker.zipwhip.errors import ProviderError
 
 

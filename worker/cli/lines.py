@@ -9,10 +9,10 @@ import typer
 from rich.table import Table
 
 from worker.cli.common import console, fail, print_json, ready_runtime
+from worker.inbound.webhooks import register_webhooks
+from worker.infra.runtime import Runtime
 from worker.lines import LineLogin, list_lines, login_line, login_lines, set_rates
 from worker.planning import PlanningError, normalize_number
-from worker.runtime import Runtime
-from worker.webhooks import register_webhooks
 from worker.zipwhip.errors import ProviderError
 
 app = typer.Typer(help="Texting lines: log in (one, or many from a file), list.", no_args_is_help=True)

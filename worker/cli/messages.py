@@ -9,13 +9,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from worker.callbacks import notify_final
 from worker.cli.common import console, fail, print_json, ready_runtime
-from worker.enqueue import enqueue
-from worker.hooks import notify_final
+from worker.infra.runtime import get_runtime
 from worker.planning import PlanningError
 from worker.planning.files import FileRefused, read_regular_file
+from worker.producer.enqueue import enqueue
 from worker.report import message_report
-from worker.runtime import get_runtime
 from worker.store.db import transaction
 from worker.store.models import utcnow
 from worker.store.record import cancel

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from worker.cli.common import console, fail, ready_runtime
-from worker.constants import CALLBACK_QUEUE, CONTROL_QUEUE, SEND_QUEUE, STATUS_QUEUE
+from worker.infra.constants import CALLBACK_QUEUE, CONTROL_QUEUE, SEND_QUEUE, STATUS_QUEUE
 
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 
@@ -101,7 +101,7 @@ def web(
     """Run the web process: /metrics, /healthz and the provider's webhooks."""
     import uvicorn
 
-    from worker.logs import setup_logging
+    from worker.infra.logs import setup_logging
     from worker.web.app import create_app
 
     runtime = ready_runtime()
@@ -158,8 +158,8 @@ def demo(
     workdir: Path = typer.Option(Path(".outbox/demo"), help="Where the demo keeps its database and logs."),
 ) -> None:
     """Run everything locally, send a realistic mix, watch it live, print a summary."""
-    from worker.demo.run import DemoOptions, run_demo
-    from worker.devstack import StackError
+    from worker.dev.demo.run import DemoOptions, run_demo
+    from worker.dev.devstack import StackError
 
     try:
         code = run_demo(
@@ -201,9 +201,9 @@ def bench(
     """Measure the pipeline against a plain thread-pooled loop on the simulator, in one run."""
     from rich.console import Console
 
-    from worker.bench.report import print_result
-    from worker.bench.run import BenchOptions, run_bench
-    from worker.devstack import StackError
+    from worker.dev.bench.report import print_result
+    from worker.dev.bench.run import BenchOptions, run_bench
+    from worker.dev.devstack import StackError
 
     try:
         sizes = tuple(int(size) for size in memory.split(",") if size.strip())

@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.metrics import OutboxCollector
-from worker.runtime import Runtime, get_runtime
-from worker.web.hooks import hook_routes
+from worker.infra.metrics import OutboxCollector
+from worker.infra.runtime import Runtime, get_runtime
 from worker.web.refresher import FiguresRefresher
 from worker.web.v1.routes import api_routes
+from worker.web.webhooks import hook_routes
 
 
 def create_app(runtime: Runtime | None = None) -> Starlette:

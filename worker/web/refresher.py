@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from worker.metrics import DatabaseFigures, read_database_figures
+from worker.infra.metrics import DatabaseFigures, read_database_figures
 
 log = logging.getLogger(__name__)
 

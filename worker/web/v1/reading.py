@@ -17,8 +17,8 @@ from typing import Any
 
 from worker.api.callback_url import Networks, url_problem
 from worker.api.callbacks import EVENTS
-from worker.enqueue import TextRequest
 from worker.planning import FileInput, Problem
+from worker.producer.enqueue import TextRequest
 from worker.store.new_messages import Origin
 
 FIELDS = (

@@ -25,9 +25,9 @@ from starlette.routing import Route
 from worker.api.callback_url import networks
 from worker.api.keys import Caller, authenticate
 from worker.api.rate import over_limit
-from worker.enqueue import TextRequest, enqueue_checked
+from worker.infra.runtime import Runtime
 from worker.planning import FileInput, IdempotencyConflict, PlanningError, Problem, normalize_number
-from worker.runtime import Runtime
+from worker.producer.enqueue import TextRequest, enqueue_checked
 from worker.store.models import utcnow
 from worker.store.states import State
 from worker.web.body import BadJson, BodyTooLarge, loads_strict, read_capped

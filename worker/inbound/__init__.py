@@ -1,0 +1,1 @@
+"""What the provider tells us: webhooks, received messages, opt-outs (STOP/START) and `outbox sync`."""

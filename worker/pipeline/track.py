@@ -1,0 +1,266 @@
+"""Delivery tracking by polling each line's `message/list` (and `message/get`) until a final status
+or the horizon."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, func, select
+
+from worker.callbacks import notify_final
+from worker.infra.runtime import Runtime
+from worker.lines import mark_needs_login
+from worker.store.db import transaction
+from worker.store.models import Line, Part, utcnow
+from worker.store.record import Locked, lock_messages, move_part, record_delivery
+from worker.store.schedule import await_login_polls, schedule_next_poll, stop_polling
+from worker.store.states import LineState, Source, State
+from worker.zipwhip.errors import Classification, ProviderError
+from worker.zipwhip.results import ProviderMessage
+
+log = logging.getLogger(__name__)
+
+MAX_DUE_PER_POLL = 500  # due parts one line poll takes on (bounds its memory); the rest wait for the next
+ORDER_SKEW_S = 2.0  # how far our record times may disagree with the provider's order of creation
+RECORD_CHUNK = 100  # messages recorded per transaction
+
+
+@dataclass(frozen=True)
+class Due:
+    """A line's parts due for a poll, and where they lie in its newest-first message list."""
+
+    session_key: str = field(repr=False)  # a credential: never in a repr, a log or a traceback
+    parts: list[tuple[int, int, str]]  # (part id, message id, provider id), oldest first
+    since: datetime  # paging may stop at messages older than this
+    skip: int  # our texts surely listed above the newest due one (sent well after it)
+    span: int  # our texts from the oldest due one to the skipped ones
+
+
+def poll_line_step(runtime: Runtime, line_id: int) -> str:
+    """Poll every due part of a line at once: pages of `message/list` (newest first) carry the
+    statuses of many messages per call; the few not found there are asked for with `message/get`.
+    The cost follows the messages in flight, not the history: paging starts below our texts that are
+    newer than every due one and stops at the oldest due one, within a budget set by their span."""
+    with transaction(runtime.engine) as session:
+        due = _due(session, runtime, line_id, utcnow())
+    if isinstance(due, str):
+        return due
+    listed, pages = _listed(runtime, due)
+    answers = _answers_for_listed(runtime, line_id, listed)
+    missing = [(part_id, message_id, pid) for part_id, message_id, pid in due.parts if pid not in listed]
+    for (part_id, message_id, _), answer in zip(
+        missing, _get_each(runtime, due.session_key, missing), strict=True
+    ):
+        answers.setdefault(message_id, {})[part_id] = answer
+    finals = _record_all(runtime, answers, due.session_key)
+    for message_id, state in finals:
+        notify_final(runtime.settings.outcome_hook, message_id, state)
+    return (
+        f"line {line_id}: {len(due.parts)} due, {pages} message/list pages, "
+        f"{len(missing)} by message/get, {len(finals)} now final"
+    )
+
+
+def _due(session: Session, runtime: Runtime, line_id: int, now: datetime) -> Due | str:
+    """What is due on the line, or why nothing will be polled."""
+    line = session.get(Line, line_id)
+    if line is None:
+        return f"line {line_id}: not found"
+    if line.state != LineState.ACTIVE or not line.session_key:
+        await_login_polls(session, line_id)  # polling resumes when `outbox line add` logs the line in
+        return f"line {line_id}: polling waits for the line to log in"
+    rows = session.exec(
+        select(Part.id, Part.message_id, Part.provider_id, Part.sent_at)
+        .where(Part.line_id == line_id, Part.state == State.SENT.value, col(Part.next_poll_at) <= now)
+        .where(col(Part.provider_id).is_not(None))
+        .order_by(col(Part.sent_at))
+        .limit(MAX_DUE_PER_POLL)
+    ).all()
+    if not rows:
+        return f"line {line_id}: nothing due"
+    oldest, newest = rows[0][3] or now, rows[-1][3] or now
+    since_oldest, surely_newer = _sent_since(session, line_id, oldest, newest)
+    return Due(
+        session_key=line.session_key,
+        parts=[(part_id or 0, message_id, provider_id or "") for part_id, message_id, provider_id, _ in rows],
+        since=oldest - timedelta(seconds=runtime.settings.reconcile_window_s),
+        skip=surely_newer,
+        span=since_oldest - surely_newer,
+    )
+
+
+def _sent_since(session: Session, line_id: int, oldest: datetime, newest: datetime) -> tuple[int, int]:
+    """How many of our texts the line sent since the oldest due one, and how many of those surely
+    after the newest (one index range: the recent ones only). Our clock orders texts sent at the
+    same moment differently from the provider's (many calls are in flight at once and a batch is
+    recorded together): only texts recorded well after the newest due one are surely listed above it."""
+    surely_after = newest + timedelta(seconds=ORDER_SKEW_S)
+    query = select(
+        func.count(),
+        func.count().filter(col(Part.sent_at) > surely_after),
+    ).where(Part.line_id == line_id, col(Part.sent_at) >= oldest)
+    since_oldest, newer = session.exec(query).one()
+    return int(since_oldest), int(newer)
+
+
+def _listed(runtime: Runtime, due: Due) -> tuple[dict[str, ProviderMessage], int]:
+    """The line's messages around the due ones, by provider id. Paging starts below the texts surely
+    newer than every due one and goes down until every due id is seen, a page is older than
+    `since`, or the budget is spent: twice the span (room for texts received or sent by other apps
+    in between). What is not found is asked for one by one."""
+    page_size = runtime.settings.poll_page_size
+    budget = page_size + 2 * max(due.span, len(due.parts))  # texts to page through at most
+    wanted = {provider_id for *_, provider_id in due.parts}
+    listed: dict[str, ProviderMessage] = {}
+    aim, pages = _Aim(due.skip), 0
+    try:
+        while aim.covered < budget and pages < 2 * budget // page_size + 2:
+            batch = runtime.client.list_messages(due.session_key, start=aim.offset, limit=page_size)
+            pages += 1
+            listed.update((m.id, m) for m in batch.messages)
+            oldest = batch.messages[-1].date_created if batch.messages else None
+            if wanted <= listed.keys() or len(batch.messages) < page_size or (oldest and oldest < due.since):
+                break
+            aim.follow(batch.total, len(batch.messages))
+    except ProviderError as error:  # the parts not listed are asked for one by one, which handles it
+        log.warning("message/list failed while polling: %s", error)
+    return listed, pages
+
+
+@dataclass
+class _Aim:
+    """Where the next page of a newest-first list goes while texts keep landing on top of it.
+
+    Positions are counted from the oldest message, which never moves; `total` in each answer tells
+    how far the list grew, so each page is aimed where the covered stretch ends, guessing that as
+    many texts arrive before it as before the last one (three quarters as many: an overlap costs a
+    little of a page, a gap a whole one). A page that overshot (the line slowed down) is followed
+    by one aimed without a guess.
+    """
+
+    offset: int
+    guess: int = 0
+    first: int | None = None  # the first page's newest position
+    reached: int | None = None  # the lowest position covered without a gap
+
+    @property
+    def covered(self) -> int:
+        """Texts paged through without a gap so far."""
+        return 0 if self.first is None or self.reached is None else self.first - self.reached
+
+    def follow(self, total: int, count: int) -> None:
+        """Aim the next page after a page of `count` texts from a list of `total`."""
+        top = total - self.offset  # one past this page's newest position
+        if self.reached is not None and top < self.reached:
+            self.guess = 0
+            self.offset = total - self.reached
+            return
+        if self.reached is None:
+            self.first = top
+        else:
+            self.guess = 3 * (self.guess + top - self.reached) // 4
+        self.reached = top - count
+        self.offset = total + self.guess - self.reached
+
+
+def _get_each(
+    runtime: Runtime, session_key: str, parts: list[tuple[int, int, str]]
+) -> list[ProviderMessage | ProviderError]:
+    """`message/get` for each part: the first alone (if the session key was refused, every other
+    call would be refused too, and that one answer stands for all), the rest concurrently on the
+    provider pool."""
+
+    def get(part: tuple[int, int, str]) -> ProviderMessage | ProviderError:
+        try:
+            return runtime.client.get_message(session_key, part[2])
+        except ProviderError as error:
+            return error
+
+    if not parts:
+        return []
+    first = get(parts[0])
+    if isinstance(first, ProviderError) and first.classification is Classification.SESSION_INVALID:
+        return [first] * len(parts)
+    return [first, *runtime.provider_pool.map(get, parts[1:])]
+
+
+def _answers_for_listed(
+    runtime: Runtime, line_id: int, listed: dict[str, ProviderMessage]
+) -> dict[int, dict[int, ProviderMessage | ProviderError]]:
+    """Statuses for every part of ours in flight that the pages showed (due or not: it costs nothing)."""
+    answers: dict[int, dict[int, ProviderMessage | ProviderError]] = {}
+    if not listed:
+        return answers
+    with transaction(runtime.engine) as session:
+        rows = session.exec(
+            select(Part.id, Part.message_id, Part.provider_id)
+            .where(Part.line_id == line_id, Part.state == State.SENT.value)
+            .where(col(Part.provider_id).in_(list(listed)))
+        ).all()
+    for part_id, message_id, provider_id in rows:
+        answers.setdefault(message_id, {})[part_id or 0] = listed[provider_id or ""]
+    return answers
+
+
+def _record_all(
+    runtime: Runtime, answers: dict[int, dict[int, ProviderMessage | ProviderError]], session_key: str
+) -> list[tuple[int, str]]:
+    """Record the answers, a chunk of messages per transaction (locks taken in id order)."""
+    finals = []
+    ordered = sorted(answers)
+    for start in range(0, len(ordered), RECORD_CHUNK):
+        with transaction(runtime.engine) as session:
+            now = utcnow()
+            for message_id, locked in lock_messages(session, ordered[start : start + RECORD_CHUNK]).items():
+                _record(session, runtime, locked, answers[message_id], session_key, now)
+                if locked.newly_final:
+                    finals.append((message_id, locked.message.state))
+    return finals
+
+
+def _record(
+    session: Session,
+    runtime: Runtime,
+    locked: Locked,
+    answers: dict[int, ProviderMessage | ProviderError],
+    session_key: str,
+    now: datetime,
+) -> None:
+    for part in locked.parts:
+        answer = answers.get(part.id or 0)
+        if part.state != State.SENT.value or answer is None:
+            continue
+        if isinstance(answer, ProviderError):
+            _poll_failed(session, locked, part, answer, session_key, now)
+        elif answer.status_code is not None:
+            _apply_status(session, locked, part, answer, now)
+        if part.state == State.SENT.value and part.next_poll_at is not None:
+            _schedule_next_poll(session, runtime, locked, part, now)
+
+
+def _apply_status(
+    session: Session, locked: Locked, part: Part, answer: ProviderMessage, now: datetime
+) -> None:
+    assert answer.status_code is not None
+    record_delivery(session, locked, part, answer.status_code, answer.message_status, Source.POLL, now)
+
+
+def _poll_failed(
+    session: Session, locked: Locked, part: Part, error: ProviderError, session_key: str, now: datetime
+) -> None:
+    if error.classification is Classification.SESSION_INVALID:
+        mark_needs_login(session, locked.message.line_id, session_key, now)
+        stop_polling(part)
+        return
+    log.warning("poll of part %s failed: %s", part.position + 1, error)
+
+
+def _schedule_next_poll(
+    session: Session, runtime: Runtime, locked: Locked, part: Part, now: datetime
+) -> None:
+    """Back off between polls; past the horizon the part is unknown (kept visible, no more polls)."""
+    if not schedule_next_poll(part, now, runtime.polls):
+        description = f"no final status within {runtime.polls.horizon_s / 3600:g} h"
+        move_part(session, locked, part, State.UNKNOWN, Source.POLL, now, description=description)
