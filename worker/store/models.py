@@ -62,6 +62,9 @@ class Message(SQLModel, table=True):
     send_at: datetime | None = None
     expires_at: datetime | None = None
     meta: dict[str, Any] | None = Field(default=None, sa_column=Column("meta", JSON))
+    api_key_id: int | None = Field(default=None, description="the HTTP API key that sent it, if one did")
+    callback_url: str | None = Field(default=None, description="where its state changes are POSTed")
+    callback_events: str | None = Field(default=None, description="all or final")
     error_code: int | None = None
     error_description: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -194,3 +197,36 @@ class ProviderMessageRow(SQLModel, table=True):
     created_at: datetime | None = Field(default=None, description="the provider's dateCreated")
     recorded_at: datetime = Field(default_factory=utcnow)
     source: str = Field(description="webhook or sync")
+
+
+class ApiKey(SQLModel, table=True):
+    """A key of the HTTP API: only its hash is kept; it may be scoped to some lines."""
+
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str | None = None
+    key_hash: str = Field(unique=True, index=True, description="sha256 hex of the key")
+    lines: list[str] | None = Field(
+        default=None, sa_column=Column("lines", JSON), description="E.164 numbers; None: every line"
+    )
+    signing_secret: str = Field(repr=False, description="signs its status callbacks: a credential")
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class CallbackDelivery(SQLModel, table=True):
+    """One state change of a message to POST to its status callback URL, until it is taken or given up."""
+
+    __tablename__ = "callback_delivery"
+    __table_args__ = (Index("ix_callback_delivery_pending", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    state: str
+    at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, description="None once delivered or given up")
+    delivered_at: datetime | None = None
+    gave_up_at: datetime | None = None
+    last_error: str | None = None

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import event, insert
 from sqlmodel import Session, col, select, update
 
+import worker.api.callbacks  # noqa: F401  (every status writer keeps its messages' callback events)
 from worker.store.consent import suppress
 from worker.store.models import Message, Part, StatusEvent
 from worker.store.schedule import PollPolicy, schedule_sent, stop_polling, unschedule
