@@ -50,7 +50,19 @@ def test_bench_measures_the_baseline_and_the_pipeline_in_one_run(tmp_path: Path)
     before = _bench_databases()
     with claimed_redis_db() as db:
         result = subprocess.run(
-            [*BENCH, "-n", "150", "--lines", "10", "--json", "--redis-db", str(db), "--workdir", str(tmp_path), *SMALL],
+            [
+                *BENCH,
+                "-n",
+                "150",
+                "--lines",
+                "10",
+                "--json",
+                "--redis-db",
+                str(db),
+                "--workdir",
+                str(tmp_path),
+                *SMALL,
+            ],
             cwd=ROOT,
             env={**os.environ, "OUTBOX_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0"},
             capture_output=True,
