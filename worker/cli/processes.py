@@ -196,6 +196,9 @@ def bench(
         0, help="Write N delivered texts on the line before measuring (a long history)."
     ),
     redis_db: int = typer.Option(15, help="Redis database number the bench uses; it must be empty."),
+    broker: str = typer.Option(
+        None, help="Measure on RabbitMQ: an amqp:// URL of a vhost with no outbox tasks (default: Redis)."
+    ),
     workdir: Path = typer.Option(Path(".outbox/bench"), help="Where the bench keeps its logs."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
 ) -> None:
@@ -224,6 +227,7 @@ def bench(
         recovery=recovery,
         history=history,
         redis_db=redis_db,
+        broker=broker,
         workdir=workdir,
     )
     progress = Console(stderr=True) if as_json else console
