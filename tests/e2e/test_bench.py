@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 
 from tests.support.services import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT, claimed_redis_db
 from tests.support.stack import ROOT
+from worker.infra.brokers import AmqpBroker, consumed_queues
 
 pytestmark = pytest.mark.e2e
 BENCH = [sys.executable, "-m", "worker.cli", "bench"]
@@ -103,3 +104,35 @@ def test_bench_refuses_a_redis_database_that_is_in_use(tmp_path: Path) -> None:
         )
         assert result.returncode != 0 and "is not empty" in result.stdout + result.stderr
         assert redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).get("someone-else") == b"1"
+
+
+def test_bench_measures_on_rabbitmq_with_broker(tmp_path: Path, amqp_url: str) -> None:
+    with claimed_redis_db() as db:
+        result = subprocess.run(
+            [
+                *BENCH,
+                "-n",
+                "150",
+                "--json",
+                "--redis-db",
+                str(db),
+                "--workdir",
+                str(tmp_path),
+                *SMALL,
+                "--broker",
+                amqp_url,
+            ],
+            cwd=ROOT,
+            env={**os.environ, "OUTBOX_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).dbsize() == 0
+    figures = json.loads(result.stdout)
+    assert figures["database"] == "PostgreSQL, RabbitMQ"
+    assert figures["pipeline_per_s"] > 0 and figures["calls_per_delivered"] >= 1
+    assert AmqpBroker(amqp_url).queue_lengths(consumed_queues(amqp_url)) == dict.fromkeys(
+        consumed_queues(amqp_url), 0
+    )  # nothing left behind

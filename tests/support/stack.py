@@ -21,6 +21,7 @@ from unittest import mock
 import redis
 
 from config.settings import Settings
+from worker.infra.brokers import consumed_queues, is_amqp
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -100,7 +101,7 @@ class Stack:
             [
                 "worker",
                 "-Q",
-                "send,status,control,callbacks",
+                ",".join(consumed_queues(self.env.get("OUTBOX_BROKER_URL", ""))),
                 "--pool",
                 pool,
                 "--concurrency",
@@ -144,11 +145,10 @@ class Stack:
 @contextmanager
 def running_stack(env: dict[str, str], workdir: Path, workers: int = 1, beat: bool = True) -> Iterator[Stack]:
     """A stack with its worker(s) and beat running, stopped at exit. It starts on an empty broker
-    database: what an earlier deployment of this test run left in Redis (tasks, leases, workers'
+    and Redis: what an earlier deployment of this test run left there (tasks, leases, workers'
     notes) names messages of another database."""
     stack = Stack({**FAST_TIMINGS, **env}, workdir)
-    if "OUTBOX_BROKER_URL" in stack.env:
-        redis.Redis.from_url(stack.env["OUTBOX_BROKER_URL"]).flushdb()
+    empty_broker_and_redis(stack.env)
     try:
         for number in range(1, workers + 1):
             stack.start_worker(f"worker{number}")
@@ -157,6 +157,18 @@ def running_stack(env: dict[str, str], workdir: Path, workers: int = 1, beat: bo
         yield stack
     finally:
         stack.stop()
+
+
+def empty_broker_and_redis(env: dict[str, str]) -> None:
+    """Empty the deployment's Redis database, and its RabbitMQ queues when that is the broker."""
+    broker = env.get("OUTBOX_BROKER_URL")
+    redis_at = env.get("OUTBOX_REDIS_URL") or broker
+    if redis_at:
+        redis.Redis.from_url(redis_at).flushdb()
+    if broker and is_amqp(broker):
+        from tests.support.rabbitmq import purge
+
+        purge(broker)
 
 
 def report_state(report: dict[str, Any] | None) -> str | None:

@@ -16,6 +16,7 @@ from redis import Redis
 from sqlalchemy import Engine
 
 from config.settings import Settings, get_settings
+from worker.infra.brokers import BrokerView, broker_view
 from worker.infra.ratelimit import LineRateLimiter
 from worker.pipeline.retry import RetryPolicy
 from worker.planning import Limits
@@ -52,9 +53,9 @@ class Runtime:
         return Redis.from_url(self.settings.effective_redis_url, socket_timeout=5, health_check_interval=30)
 
     @cached_property
-    def broker(self) -> Redis:
-        """The broker's Redis, to see what it holds (the release job's check for lost sends)."""
-        return Redis.from_url(self.settings.broker_url, socket_timeout=5, health_check_interval=30)
+    def broker(self) -> BrokerView:
+        """What the broker holds (the release job's check for lost sends), Redis or RabbitMQ."""
+        return broker_view(self.settings.broker_url)
 
     @cached_property
     def limiter(self) -> LineRateLimiter:

@@ -16,9 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import redis
 import requests
 from rich.console import Console
 from sqlalchemy import create_engine, text
@@ -26,6 +24,7 @@ from sqlalchemy import create_engine, text
 from config.settings import settings_from
 from simulator.loadcheck import measure_send_rate
 from worker.dev.bench.baseline import baseline_rate
+from worker.dev.bench.brokers import bench_env, broker_label, empty_after
 from worker.dev.bench.cpu import cpu_s
 from worker.dev.bench.http import http_enqueue
 from worker.dev.bench.report import BenchResult
@@ -40,7 +39,7 @@ from worker.dev.bench.scenarios import (
     simulator_lines,
     urgent_behind_blast,
 )
-from worker.dev.devstack import DevStack, StackError, answers, ensure_redis, free_port
+from worker.dev.devstack import DevStack, answers, free_port
 from worker.infra.runtime import Runtime
 from worker.store.history import prefill_delivered
 from worker.store.models import utcnow
@@ -65,6 +64,7 @@ class BenchOptions:
     recovery: bool = False  # the kill -9 round
     history: int = 0  # delivered texts written on the main line before any round
     redis_db: int = 15
+    broker: str | None = None  # a RabbitMQ URL (Redis then keeps only rate limits and locks)
     workdir: Path = Path(".outbox/bench")
     timeout_s: float = 900.0
 
@@ -79,9 +79,7 @@ def run_bench(options: BenchOptions, console: Console) -> BenchResult:
             return _run(stack, options, database_url, database_kind, console)
     finally:
         stack.stop()
-        broker = stack.env.get("OUTBOX_BROKER_URL")
-        if broker:  # found empty at the start: what is there now is the bench's own
-            redis.Redis.from_url(broker).flushdb()
+        empty_after(stack.env)  # found empty at the start: what is there now is the bench's own
 
 
 def _exit_on_term(signum: int, _: object) -> None:
@@ -93,7 +91,9 @@ def _run(
 ) -> BenchResult:
     from config.settings import get_settings
 
-    broker = _empty_broker(stack, get_settings().broker_url, options.redis_db)
+    settings = get_settings()
+    configured = settings.redis_url or settings.broker_url  # the broker, when it is Redis
+    brokers = bench_env(stack, configured, options.redis_db, options.broker)
     sim_port = free_port()
     base_url = f"http://127.0.0.1:{sim_port}/"
     simulator = [sys.executable, "-m", "simulator", "--port", str(sim_port), "--quiet"]
@@ -108,11 +108,12 @@ def _run(
     baseline = baseline_rate(base_url, key, options.messages, threads)
     requests.post(base_url + "_sim/reset", timeout=10).raise_for_status()
 
-    stack.env = _env(options, broker, database_url, base_url, options.workdir)
+    stack.env = {**brokers, **_env(options, database_url, base_url, options.workdir)}
     runtime = _start_pipeline(stack, options)
     console.print(
         f"pipeline: {options.workers} worker process(es) x {options.concurrency} provider calls in flight, "
-        f"{database_kind}, {'webhooks' if options.webhooks else 'polling only'} ..."
+        f"{database_kind}, {broker_label(stack.env)}, "
+        f"{'webhooks' if options.webhooks else 'polling only'} ..."
     )
     if options.history:
         console.print(f"history: {options.history:,} delivered texts on the line first ...")
@@ -154,7 +155,7 @@ def _run(
     return BenchResult(
         messages=options.messages,
         latency_ms=options.latency_ms,
-        database=database_kind,
+        database=f"{database_kind}, {broker_label(stack.env)}",
         webhooks=options.webhooks,
         workers=options.workers,
         concurrency=options.concurrency,
@@ -204,19 +205,6 @@ def _login(base_url: str) -> str:
     return str(answer.json()["response"])
 
 
-def _empty_broker(stack: DevStack, configured: str, db: int) -> str:
-    """The configured Redis, on a database number of the bench's own that must be empty: the bench's
-    workers must not take a real deployment's tasks, nor leave theirs behind."""
-    parts = urlsplit(configured)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
-    url = ensure_redis(stack, url)
-    if redis.Redis.from_url(url).dbsize():
-        raise StackError(
-            f"Redis database {db} at {parts.netloc} is not empty: pass --redis-db N of an empty one"
-        )
-    return url
-
-
 @contextlib.contextmanager
 def _database(options: BenchOptions) -> Iterator[tuple[str, str]]:
     """A database of the bench's own: a SQLite file in the workdir, or a throwaway PostgreSQL one."""
@@ -239,11 +227,8 @@ def _database(options: BenchOptions) -> Iterator[tuple[str, str]]:
         admin.dispose()
 
 
-def _env(
-    options: BenchOptions, broker: str, database_url: str, base_url: str, workdir: Path
-) -> dict[str, str]:
+def _env(options: BenchOptions, database_url: str, base_url: str, workdir: Path) -> dict[str, str]:
     env = {
-        "OUTBOX_BROKER_URL": broker,
         "OUTBOX_DATABASE_URL": database_url,
         "ZIPWHIP_BASE_URL": base_url,
         "OUTBOX_LINE_RATE": "0",
