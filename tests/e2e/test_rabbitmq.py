@@ -49,7 +49,7 @@ def test_texts_go_through_durable_quorum_queues(deployment: Deployment) -> None:
     queues = {
         name: (kind, durable) for name, kind, durable in (line.split("\t") for line in listed.splitlines())
     }
-    for name in [*LANE_QUEUES.values(), "status", "control"]:
+    for name in [*LANE_QUEUES.values(), "status", "control", "callbacks"]:
         assert queues[name] == ("quorum", "true"), queues
 
 

@@ -31,13 +31,13 @@ def test_rabbitmq_gets_durable_quorum_queues_confirms_and_per_consumer_prefetch(
     amqp = "amqp://guest:guest@127.0.0.1:5672/outbox"
     config = celery_config(settings_from({"OUTBOX_BROKER_URL": amqp, "OUTBOX_REDIS_URL": "redis://x/1"}))
     queues = {q.name: q for q in config["task_queues"]}
-    assert set(queues) == {*LANE_QUEUES.values(), "status", "control"}
+    assert set(queues) == {*LANE_QUEUES.values(), "status", "control", "callbacks"}
     assert all(q.durable and q.queue_arguments == {"x-queue-type": "quorum"} for q in queues.values())
     assert config["broker_transport_options"] == {"confirm_publish": True}
     assert config["worker_detect_quorum_queues"] is True and config["task_acks_late"] is True
     assert config["task_routes"][TASK_SEND]["queue"] == "send.normal"
     redis = celery_config(settings_from({"OUTBOX_BROKER_URL": "redis://127.0.0.1:6379/1"}))
-    assert [q.name for q in redis["task_queues"]] == ["send", "status", "control"]
+    assert [q.name for q in redis["task_queues"]] == ["send", "status", "control", "callbacks"]
     assert "visibility_timeout" in redis["broker_transport_options"]
 
 
@@ -48,7 +48,7 @@ def test_a_sends_lane_is_a_priority_on_redis_and_a_queue_on_rabbitmq() -> None:
     assert send_route(amqp, LANE_BULK)["queue"] == "send.bulk"
     assert send_route(amqp, None)["queue"] == LANE_QUEUES[LANE_NORMAL]
     assert is_amqp("amqps://h/v") and not is_amqp("redis://h/0")
-    assert consumed_queues("redis://h/0") == ["send", "status", "control"]
+    assert consumed_queues("redis://h/0") == ["send", "status", "control", "callbacks"]
     assert isinstance(broker_view("redis://h/0"), RedisBroker) and isinstance(broker_view(amqp), AmqpBroker)
 
 
