@@ -19,6 +19,7 @@ from worker.infra.constants import (
     TASK_SEND,
     TASK_SWEEP,
 )
+from worker.infra.redis_client import kombu_broker
 
 # The release job moves due work from the database to the queues; it runs often and must not pile up.
 RELEASE_EVERY_S = 1.0
@@ -26,11 +27,15 @@ RELEASE_EVERY_S = 1.0
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours."""
+    broker_url, sentinel_options = kombu_broker(settings.broker_url)
     return {
-        "broker_url": settings.broker_url,
+        "broker_url": broker_url,
         "broker_connection_retry_on_startup": True,
         # Waits live in the database; the only countdowns are rate-limit slots under a second or two.
-        "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
+        "broker_transport_options": {
+            "visibility_timeout": settings.broker_visibility_timeout_s,
+            **sentinel_options,  # a broker behind Sentinels: the primary's name
+        },
         # Late acks + reject on worker loss: a task whose worker dies runs again, and the database
         # claim makes the second run harmless.
         "task_acks_late": True,

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from unittest import mock
 
-import redis
-
 from config.settings import Settings
+from worker.infra.redis_client import redis_client
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -148,7 +147,7 @@ def running_stack(env: dict[str, str], workdir: Path, workers: int = 1, beat: bo
     notes) names messages of another database."""
     stack = Stack({**FAST_TIMINGS, **env}, workdir)
     if "OUTBOX_BROKER_URL" in stack.env:
-        redis.Redis.from_url(stack.env["OUTBOX_BROKER_URL"]).flushdb()
+        redis_client(stack.env["OUTBOX_BROKER_URL"]).flushdb()
     try:
         for number in range(1, workers + 1):
             stack.start_worker(f"worker{number}")

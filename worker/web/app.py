@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker.infra.metrics import OutboxCollector
+from worker.infra.redis_client import redis_client
 from worker.infra.runtime import Runtime, get_runtime
 from worker.web.refresher import FiguresRefresher
 from worker.web.webhooks import hook_routes
@@ -27,7 +28,7 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
     """The web app, bound to a runtime (the process's own by default)."""
     runtime = runtime or get_runtime()
     settings = runtime.settings
-    broker = Redis.from_url(settings.broker_url, socket_timeout=5)
+    broker = redis_client(settings.broker_url)
     refresher = FiguresRefresher(runtime.engine, settings.metrics_refresh_s)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(OutboxCollector(runtime.redis, broker, refresher.latest, time.monotonic()))

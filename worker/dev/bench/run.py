@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import redis
 import requests
 from rich.console import Console
 from sqlalchemy import create_engine, text
@@ -40,6 +39,7 @@ from worker.dev.bench.scenarios import (
     urgent_behind_blast,
 )
 from worker.dev.devstack import DevStack, StackError, answers, ensure_redis, free_port
+from worker.infra.redis_client import redis_client
 from worker.infra.runtime import Runtime
 from worker.store.history import prefill_delivered
 from worker.store.models import utcnow
@@ -80,7 +80,7 @@ def run_bench(options: BenchOptions, console: Console) -> BenchResult:
         stack.stop()
         broker = stack.env.get("OUTBOX_BROKER_URL")
         if broker:  # found empty at the start: what is there now is the bench's own
-            redis.Redis.from_url(broker).flushdb()
+            redis_client(broker).flushdb()
 
 
 def _exit_on_term(signum: int, _: object) -> None:
@@ -206,7 +206,7 @@ def _empty_broker(stack: DevStack, configured: str, db: int) -> str:
     parts = urlsplit(configured)
     url = urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
     url = ensure_redis(stack, url)
-    if redis.Redis.from_url(url).dbsize():
+    if redis_client(url).dbsize():
         raise StackError(
             f"Redis database {db} at {parts.netloc} is not empty: pass --redis-db N of an empty one"
         )
