@@ -63,7 +63,15 @@ def start_server(workdir: Path, name: str, config: list[str], bind: str = "127.0
     directory = workdir / name
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "redis.conf"
-    lines = [f"port {port}", f"bind {bind}", f"dir {directory}", "save ''", "appendonly no", *config]
+    lines = [
+        f"port {port}",
+        f"bind {bind}",
+        f"dir {directory}",
+        "save ''",
+        "appendonly no",
+        "protected-mode no",
+    ]
+    lines += config
     conf.write_text("\n".join(lines) + "\n")
     log = directory / "log"
     sentinel = any(line.startswith("sentinel ") for line in config)
