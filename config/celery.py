@@ -8,9 +8,12 @@ from kombu import Queue
 
 from config.settings import Settings
 from worker.infra.constants import (
+    CALLBACK_QUEUE,
     CONTROL_QUEUE,
     SEND_QUEUE,
     STATUS_QUEUE,
+    TASK_CALLBACK,
+    TASK_CALLBACK_SWEEP,
     TASK_INBOUND,
     TASK_NOTIFY,
     TASK_POLL_LINE,
@@ -23,6 +26,7 @@ from worker.infra.redis_client import kombu_broker
 
 # The release job moves due work from the database to the queues; it runs often and must not pile up.
 RELEASE_EVERY_S = 1.0
+CALLBACK_SWEEP_EVERY_S = 15.0  # status callbacks whose task was lost are published again
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -51,7 +55,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # One direct exchange (Celery's default), each queue bound by its own name: a task goes to
         # exactly one queue. Publishing keeps working after Redis restarts empty (the chaos tests).
         "task_queues": tuple(
-            Queue(name, routing_key=name) for name in (SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE)
+            Queue(name, routing_key=name)
+            for name in (SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE, CALLBACK_QUEUE)
         ),
         "task_default_queue": SEND_QUEUE,
         "task_routes": {
@@ -64,6 +69,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 (TASK_INBOUND, STATUS_QUEUE),
                 (TASK_RELEASE, CONTROL_QUEUE),
                 (TASK_SWEEP, CONTROL_QUEUE),
+                (TASK_CALLBACK, CALLBACK_QUEUE),
+                (TASK_CALLBACK_SWEEP, CONTROL_QUEUE),
             )
         },
         # Flower follows tasks through the workers' events (received, started, succeeded). A "sent"
@@ -83,6 +90,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": TASK_SWEEP,
                 "schedule": settings.sweeper_interval_s,
                 "options": {"expires": settings.sweeper_interval_s * 2},
+            },
+            "callback-sweep": {
+                "task": TASK_CALLBACK_SWEEP,
+                "schedule": CALLBACK_SWEEP_EVERY_S,
+                "options": {"expires": CALLBACK_SWEEP_EVERY_S * 2},
             },
         },
     }

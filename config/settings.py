@@ -157,6 +157,22 @@ class Settings(BaseSettings):
     metrics_refresh_s: float = Field(
         15.0, gt=0, description="How often the web process reads the database figures /metrics serves."
     )
+    api_requests_per_s: float = Field(
+        20.0, gt=0, description="Requests a second one HTTP API key may make (429 with Retry-After past it)."
+    )
+    api_max_request_bytes: int = Field(
+        10_000_000,
+        ge=1024,
+        description="Largest HTTP API request body (413 past it): a full MMS in base64 fits the default.",
+    )
+    callback_timeout_s: float = Field(5.0, gt=0, description="Connect and read timeout of a status callback.")
+    callback_retry_for_s: float = Field(
+        3600.0, gt=0, description="How long a status callback answered with an error is retried (backoff)."
+    )
+    callback_private_networks: list[str] = Field(
+        default_factory=list,
+        description="Private or loopback networks (CIDR) status callbacks may reach; empty: public only.",
+    )
     log_level: str = Field("INFO", description="Log level of every process.")
     beat_schedule_path: str = Field(
         ".outbox/celerybeat-schedule", description="Where beat keeps its schedule."
@@ -177,7 +193,7 @@ class Settings(BaseSettings):
             raise ValueError("poll_delays_s needs at least one positive delay")
         return value
 
-    @field_validator("web_trusted_proxies", "webhook_allowed_sources")
+    @field_validator("web_trusted_proxies", "webhook_allowed_sources", "callback_private_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for network in value:

@@ -26,7 +26,7 @@ from worker.pipeline.dispatch import Backlogs
 from worker.pipeline.liveness import forget_heartbeat, hold, identity, let_go, start_heartbeat, stop_heartbeat
 
 tolerate_a_lost_server_on_close()
-app = Celery("outbox", include=["tasks.send", "tasks.status", "tasks.maintenance"])
+app = Celery("outbox", include=["tasks.send", "tasks.status", "tasks.maintenance", "tasks.callbacks"])
 app.config_from_object(celery_config(get_settings()))
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ def login_line(runtime: Runtime, phone: str, username: str | None, password: str
         replaced = line.session_key if line.session_key != session_key else None
         line.username = username
         line.session_key = session_key
-        line.state = LineState.ACTIVE.value
+        line.state = LineState.ACTIVE
         line.updated_at = now
         session.add(line)
         session.flush()
@@ -97,7 +97,7 @@ def mark_needs_login(session: Session, line_id: int, refused_key: str, now: date
     while calls made with it may still be under way)."""
     line = session.get(Line, line_id)
     if line is not None and line.session_key == refused_key:
-        line.state = LineState.NEEDS_LOGIN.value
+        line.state = LineState.NEEDS_LOGIN
         line.session_key = None
         line.updated_at = now
 

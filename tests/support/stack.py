@@ -102,7 +102,7 @@ class Stack:
             [
                 "worker",
                 "-Q",
-                "send,status,control",
+                "send,status,control,callbacks",
                 "--pool",
                 pool,
                 "--concurrency",

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from worker.cli.common import console, fail, ready_runtime
-from worker.infra.constants import CONTROL_QUEUE, SEND_QUEUE, STATUS_QUEUE
+from worker.infra.constants import CALLBACK_QUEUE, CONTROL_QUEUE, SEND_QUEUE, STATUS_QUEUE
 
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 
@@ -53,10 +53,10 @@ def worker(
     hostname: str = typer.Option(None, help="Node name in Flower (default: worker-<pid>@<host>)."),
     loglevel: str = typer.Option("INFO", help="Log level."),
 ) -> None:
-    """Run a worker on the send, status and control queues (run one per core: see the README)."""
+    """Run a worker on the send, status, control and callbacks queues (run one per core: see the README)."""
     from config.settings import get_settings
 
-    queues = ",".join((SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE))
+    queues = ",".join((SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE, CALLBACK_QUEUE))
     concurrency = concurrency or get_settings().worker_concurrency
     # Several workers on one host (one per core) need names of their own, or Flower merges them.
     hostname = hostname or f"worker-{os.getpid()}@%h"

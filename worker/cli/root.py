@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import conversations, lines, messages, processes
+from worker.cli import apikeys, conversations, lines, messages, processes
 
 app = typer.Typer(
     name="outbox",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(lines.app, name="line")
 app.add_typer(processes.db_app, name="db")
+app.add_typer(apikeys.app, name="apikey")
 messages.register(app)
 conversations.register(app)
 processes.register(app)

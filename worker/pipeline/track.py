@@ -216,7 +216,7 @@ def _record_all(
             for message_id, locked in lock_messages(session, ordered[start : start + RECORD_CHUNK]).items():
                 _record(session, runtime, locked, answers[message_id], session_key, now)
                 if locked.newly_final:
-                    finals.append((message_id, locked.message.state))
+                    finals.append((message_id, locked.message.state.value))
     return finals
 
 

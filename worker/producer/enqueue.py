@@ -34,7 +34,7 @@ from worker.planning import (
 from worker.producer.idempotency import request_digest, used_before, used_in_call
 from worker.producer.request_checks import check_key, check_metadata, check_times
 from worker.store.models import utcnow
-from worker.store.new_messages import LineFacts, NewMessage, insert_messages, look_up_line
+from worker.store.new_messages import LineFacts, NewMessage, Origin, insert_messages, look_up_line
 from worker.store.states import Priority
 
 MAX_TEXTS_PER_CALL = 10_000  # one transaction; more in one call would hold it open too long
@@ -54,6 +54,7 @@ class TextRequest:
     expires_at: datetime | None = None
     metadata: Mapping[str, Any] | None = None
     priority: str | Priority = "normal"
+    origin: Origin | None = None  # the HTTP API's key and status callback
 
 
 def enqueue(
@@ -89,6 +90,14 @@ def enqueue_many(runtime: Runtime, requests: Iterable[TextRequest | Mapping[str,
 
 
 _REQUEST_FIELDS = frozenset(f.name for f in fields(TextRequest))
+
+
+def enqueue_checked(
+    runtime: Runtime, requests: Sequence[TextRequest | None], problems: Sequence[Problem], *, indexed: bool
+) -> list[int]:
+    """Record requests another layer has read (the HTTP API): None stands for one it found
+    malformed, and `problems` (named already) are raised with every other one, recording nothing."""
+    return _enqueue(runtime, requests, indexed=indexed, problems=problems)
 
 
 def _request(item: TextRequest | Mapping[str, Any], n: int, problems: list[Problem]) -> TextRequest | None:
@@ -162,9 +171,14 @@ def _check(
     priority = _check_priority(request.priority, problems)
     if plan is None or problems:
         return None
-    digest = request_digest(plan, send_at, expires_at, metadata) if request.idempotency_key else None
+    callback = (request.origin.callback_url, request.origin.callback_events) if request.origin else None
+    digest = (
+        request_digest(plan, send_at, expires_at, metadata, callback) if request.idempotency_key else None
+    )
     # The line's id comes from the database, with the other checks that need it.
-    return NewMessage(0, plan, request.idempotency_key, send_at, expires_at, metadata, priority, digest)
+    return NewMessage(
+        0, plan, request.idempotency_key, send_at, expires_at, metadata, priority, digest, request.origin
+    )
 
 
 def _check_priority(value: object, problems: list[Problem]) -> Priority:

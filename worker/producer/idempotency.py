@@ -19,11 +19,16 @@ from worker.planning import Plan, Problem, reassemble
 
 
 def request_digest(
-    plan: Plan, send_at: datetime | None, expires_at: datetime | None, metadata: Mapping[str, Any] | None
+    plan: Plan,
+    send_at: datetime | None,
+    expires_at: datetime | None,
+    metadata: Mapping[str, Any] | None,
+    callback: tuple[str | None, str | None] | None = None,
 ) -> str:
-    """A sha256 of what was asked (times as UTC, metadata in key order: equal requests, equal digests)."""
+    """A sha256 of what was asked (times as UTC, metadata in key order: equal requests, equal digests;
+    a status callback, from the HTTP API, counts when there is one)."""
     text, files = reassemble(plan)
-    asked = {
+    asked: dict[str, Any] = {
         "line": plan.line,
         "to": plan.to,
         "text": text,
@@ -32,6 +37,8 @@ def request_digest(
         "expires_at": expires_at.isoformat() if expires_at else None,
         "metadata": metadata or None,
     }
+    if callback is not None and callback[0]:
+        asked["callback"] = [callback[0], callback[1] or "final"]
     return hashlib.sha256(json.dumps(asked, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from worker.store.columns import StoredEnum
 from worker.store.states import IN_FLIGHT_SQL, LineState, Priority, State
 
 
@@ -23,7 +24,7 @@ class Line(SQLModel, table=True):
     phone: str = Field(unique=True, index=True, description="E.164")
     username: str
     session_key: str | None = Field(default=None, repr=False, description="a credential: never logged")
-    state: str = Field(default=LineState.NEEDS_LOGIN.value)
+    state: LineState = Field(default=LineState.NEEDS_LOGIN, sa_type=StoredEnum(LineState))
     rate_per_s: float | None = Field(default=None, description="overrides the line rate setting")
     webhook_secret: str | None = Field(default=None, repr=False)
     created_at: datetime = Field(default_factory=utcnow)
@@ -50,8 +51,10 @@ class Message(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     line_id: int = Field(foreign_key="line.id")
     recipient: str = Field(description="E.164")
-    state: str = Field(default=State.QUEUED.value)
-    priority: int = Field(default=Priority.NORMAL.value, description="0 high, 1 normal, 2 bulk")
+    state: State = Field(default=State.QUEUED, sa_type=StoredEnum(State))
+    priority: Priority = Field(
+        default=Priority.NORMAL, sa_type=StoredEnum(Priority), description="0 high, 1 normal, 2 bulk"
+    )
     idempotency_key: str | None = None
     request_digest: str | None = Field(
         default=None, description="sha256 of what was asked, with a key: a reused key must ask the same"
@@ -59,6 +62,9 @@ class Message(SQLModel, table=True):
     send_at: datetime | None = None
     expires_at: datetime | None = None
     meta: dict[str, Any] | None = Field(default=None, sa_column=Column("meta", JSON))
+    api_key_id: int | None = Field(default=None, description="the HTTP API key that sent it, if one did")
+    callback_url: str | None = Field(default=None, description="where its state changes are POSTed")
+    callback_events: str | None = Field(default=None, description="all or final")
     error_code: int | None = None
     error_description: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -87,9 +93,11 @@ class Part(SQLModel, table=True):
     body: str
     body_bytes: int
     payload_bytes: int
-    state: str = Field(default=State.QUEUED.value)
-    priority: int = Field(
-        default=Priority.NORMAL.value, description="its message's, for the line's queue order"
+    state: State = Field(default=State.QUEUED, sa_type=StoredEnum(State))
+    priority: Priority = Field(
+        default=Priority.NORMAL,
+        sa_type=StoredEnum(Priority),
+        description="its message's, for the line's queue order",
     )
     attempts: int = 0
     releases: int = Field(default=0, description="send tasks published for it; bounds a poison message")
@@ -139,7 +147,7 @@ class StatusEvent(SQLModel, table=True):
     part_id: int | None = Field(default=None, foreign_key="part.id")
     at: datetime = Field(default_factory=utcnow)
     source: str
-    state: str
+    state: State = Field(sa_type=StoredEnum(State))
     code: int | None = Field(default=None, description="send code from the provider, if any")
     status_code: int | None = None
     message_status: int | None = None
@@ -189,3 +197,36 @@ class ProviderMessageRow(SQLModel, table=True):
     created_at: datetime | None = Field(default=None, description="the provider's dateCreated")
     recorded_at: datetime = Field(default_factory=utcnow)
     source: str = Field(description="webhook or sync")
+
+
+class ApiKey(SQLModel, table=True):
+    """A key of the HTTP API: only its hash is kept; it may be scoped to some lines."""
+
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str | None = None
+    key_hash: str = Field(unique=True, index=True, description="sha256 hex of the key")
+    lines: list[str] | None = Field(
+        default=None, sa_column=Column("lines", JSON), description="E.164 numbers; None: every line"
+    )
+    signing_secret: str = Field(repr=False, description="signs its status callbacks: a credential")
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class CallbackDelivery(SQLModel, table=True):
+    """One state change of a message to POST to its status callback URL, until it is taken or given up."""
+
+    __tablename__ = "callback_delivery"
+    __table_args__ = (Index("ix_callback_delivery_pending", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    state: str
+    at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, description="None once delivered or given up")
+    delivered_at: datetime | None = None
+    gave_up_at: datetime | None = None
+    last_error: str | None = None

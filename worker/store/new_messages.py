@@ -19,6 +19,15 @@ from worker.store.states import LineState, Priority, Source, State
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Who sent a message through the HTTP API, and where its status changes are to be POSTed."""
+
+    api_key_id: int | None = None
+    callback_url: str | None = None
+    callback_events: str | None = None  # "all" or "final"
+
+
+@dataclass(frozen=True)
 class NewMessage:
     """A checked, planned message to write for a line."""
 
@@ -30,6 +39,7 @@ class NewMessage:
     metadata: Mapping[str, Any] | None
     priority: int = Priority.NORMAL
     request_digest: str | None = None  # what was asked, when an idempotency key is given
+    origin: Origin | None = None
 
     def due(self, now: datetime) -> datetime:
         """When its first part is due: now, or its scheduled time."""
@@ -135,6 +145,9 @@ def _message_row(c: NewMessage, now: datetime) -> dict[str, Any]:
         "expires_at": c.expires_at,
         "meta": dict(c.metadata) if c.metadata else None,
         "priority": c.priority,
+        "api_key_id": c.origin.api_key_id if c.origin else None,
+        "callback_url": c.origin.callback_url if c.origin else None,
+        "callback_events": c.origin.callback_events if c.origin else None,
         "created_at": now,
         "updated_at": now,
     }

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import event, insert
 from sqlmodel import Session, col, select, update
 
+import worker.api.callbacks  # noqa: F401  (every status writer keeps its messages' callback events)
 from worker.store.consent import suppress
 from worker.store.models import Message, Part, StatusEvent
 from worker.store.schedule import PollPolicy, schedule_sent, stop_polling, unschedule
@@ -154,7 +155,7 @@ def move_part(
     current = State(part.state)
     if current is new or not can_move(current, new):
         return False
-    part.state = new.value
+    part.state = new
     if new in FINAL_STATES:
         part.final_at = now
         unschedule(part)
@@ -194,7 +195,7 @@ def _end_later_parts(
     reason = f"not sent: part {failed.position + 1} ended {new.value}"
     for later in locked.parts:
         if later.position > failed.position and State(later.state) in (State.QUEUED, State.RETRYING):
-            later.state = new.value
+            later.state = new
             later.final_at = now
             unschedule(later)
             later.error_description = reason
@@ -208,7 +209,7 @@ def refresh_message(locked: Locked, now: datetime) -> bool:
     new = derive_message_state(State(p.state) for p in locked.parts)
     if new is old or old in FINAL_STATES:
         return False
-    message.state = new.value
+    message.state = new
     message.updated_at = now
     if new not in FINAL_STATES:
         return False

@@ -21,6 +21,7 @@ from worker.infra.metrics import OutboxCollector
 from worker.infra.redis_client import redis_client
 from worker.infra.runtime import Runtime, get_runtime
 from worker.web.refresher import FiguresRefresher
+from worker.web.v1.routes import api_routes
 from worker.web.webhooks import hook_routes
 
 
@@ -49,7 +50,12 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
         async with refresher.running():
             yield
 
-    routes = [Route("/metrics", metrics), Route("/healthz", health), *hook_routes(runtime)]
+    routes = [
+        Route("/metrics", metrics),
+        Route("/healthz", health),
+        *hook_routes(runtime),
+        *api_routes(runtime),
+    ]
     return Starlette(routes=routes, lifespan=lifespan)
 
 

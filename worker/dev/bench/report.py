@@ -47,6 +47,7 @@ class BenchResult:
     blast_per_s: float = 0.0  # a send_messages blast alone, enqueue to accepted
     blast_ratio: float = 0.0
     cpu_ms_per_text: dict[str, float] = field(default_factory=dict)  # in the blast, per delivered text
+    http_enqueue: dict[str, float] = field(default_factory=dict)  # POST /v1/messages, single and batch
     enqueue_to_provider: dict[str, float] = field(default_factory=dict)  # p50/p95/p99, idle line
     urgent_wait_s: dict[str, float] = field(default_factory=dict)  # an urgent text behind a blast
     lines_round: dict[str, Any] | None = None
@@ -79,6 +80,16 @@ def print_result(result: BenchResult, console: Console, as_json: bool) -> None:
     table.add_row(
         "enqueue, one send_message call a text (texts/s)", f"{result.enqueue_single_per_s:,.0f}", ""
     )
+    if result.http_enqueue:
+        http = result.http_enqueue
+        table.add_row(
+            "enqueue over HTTP, one POST a text (requests/s)", f"{http['single_requests_per_s']:,.0f}", ""
+        )
+        table.add_row(
+            f"enqueue over HTTP, batches of {http['batch_size']} (texts/s)",
+            f"{http['batch_texts_per_s']:,.0f}",
+            "",
+        )
     table.add_row("time to final status p50 / p95 (s)", f"{result.final_p50_s} / {result.final_p95_s}", "")
     table.add_row(
         "provider calls per delivered text",

@@ -55,8 +55,7 @@ def measure_round(
     ids, single_per_s, bulk_per_s = _enqueue(runtime, count, singles, tag)
     span = (ids[0], ids[-1])  # the bench's own database: nobody else writes between them
     deadline = time.monotonic() + timeout_s
-    while _parts_not_accepted(runtime, span) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_accepted(runtime, span, timeout_s)
     sent_s = time.perf_counter() - started
     while _messages_not_final(runtime, span) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -98,6 +97,13 @@ def _enqueue(runtime: Runtime, count: int, singles: int, tag: str) -> tuple[list
     bulk_per_s = (count - single) / (finished - bulk_started) if count > single else float("nan")
     single_per_s = single / (bulk_started - started) if single else float("nan")
     return ids, single_per_s, bulk_per_s
+
+
+def wait_accepted(runtime: Runtime, span: tuple[int, int], timeout_s: float) -> None:
+    """Until the provider accepted every part of the messages in `span` (or the time is up)."""
+    deadline = time.monotonic() + timeout_s
+    while _parts_not_accepted(runtime, span) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _parts_not_accepted(runtime: Runtime, span: tuple[int, int]) -> int:
