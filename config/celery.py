@@ -20,6 +20,7 @@ from worker.infra.constants import (
     TASK_SEND,
     TASK_SWEEP,
 )
+from worker.infra.redis_client import kombu_broker
 
 # The release job moves due work from the database to the queues; it runs often and must not pile up.
 RELEASE_EVERY_S = 1.0
@@ -28,8 +29,9 @@ CALLBACK_SWEEP_EVERY_S = 15.0  # status callbacks whose task was lost are publis
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours."""
+    broker_url = kombu_broker(settings.broker_url)[0]  # Sentinels: their options come with the queues
     return {
-        "broker_url": settings.broker_url,
+        "broker_url": broker_url,
         "broker_connection_retry_on_startup": True,
         # Late acks + reject on worker loss: a task whose worker dies runs again, and the database
         # claim makes the second run harmless.

@@ -143,7 +143,7 @@ def test_compose_offers_rabbitmq_as_the_broker_with_redis_beside_it() -> None:
     for name in ("web", "worker", "beat", "flower", "migrate"):
         environment = services[name]["environment"]
         assert environment["OUTBOX_BROKER_URL"] == "${OUTBOX_BROKER_URL:-redis://redis:6379/0}", name
-        assert environment["OUTBOX_REDIS_URL"] == "redis://redis:6379/0", name
+        assert environment["OUTBOX_REDIS_URL"] == "${OUTBOX_REDIS_URL:-redis://redis:6379/0}", name
     assert services["worker"]["depends_on"]["rabbitmq"] == {"condition": "service_healthy", "required": False}
 
 

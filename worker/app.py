@@ -20,11 +20,13 @@ from config.celery import celery_config
 from config.settings import Settings, get_settings
 from worker.infra.brokers import quiet_delayed_delivery_notices
 from worker.infra.constants import TASK_POLL_LINE, TASK_RECONCILE, TASK_SEND
+from worker.infra.kombu_fixes import tolerate_a_lost_server_on_close
 from worker.infra.logs import setup_logging
 from worker.infra.runtime import get_runtime, reset_runtime
 from worker.pipeline.dispatch import Backlogs
 from worker.pipeline.liveness import forget_heartbeat, hold, identity, let_go, start_heartbeat, stop_heartbeat
 
+tolerate_a_lost_server_on_close()
 app = Celery("outbox", include=["tasks.send", "tasks.status", "tasks.maintenance", "tasks.callbacks"])
 app.config_from_object(celery_config(get_settings()))
 quiet_delayed_delivery_notices()

@@ -11,17 +11,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from unittest import mock
 
-import redis
-
 from config.settings import Settings
 from worker.infra.brokers import consumed_queues, is_amqp
+from worker.infra.redis_client import redis_client
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -71,11 +70,13 @@ class Stack:
         with mock.patch.dict(os.environ, self.env):
             return Settings()
 
-    def _start(self, name: str, args: list[str], ready_text: str | None) -> subprocess.Popen[bytes]:
+    def _start(
+        self, name: str, args: list[str], ready_text: str | None, prefix: Sequence[str] = ()
+    ) -> subprocess.Popen[bytes]:
         log_path = self.workdir / f"{name}.log"
         log = open(log_path, "ab")  # noqa: SIM115 - kept open for the process's life
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app:app", *args],
+            [*prefix, sys.executable, "-m", "celery", "-A", "worker.app:app", *args],
             cwd=ROOT,
             env={**os.environ, **self.env},
             stdout=log,
@@ -93,9 +94,10 @@ class Stack:
         return text in log_path.read_text(errors="replace")
 
     def start_worker(
-        self, name: str = "worker1", concurrency: int = 8, pool: str = "threads"
+        self, name: str = "worker1", concurrency: int = 8, pool: str = "threads", prefix: Sequence[str] = ()
     ) -> subprocess.Popen[bytes]:
-        """Start a worker on every queue and wait until it is ready."""
+        """Start a worker on every queue and wait until it is ready (`prefix`: run it through, say,
+        `ip netns exec HOST`)."""
         return self._start(
             name,
             [
@@ -114,6 +116,7 @@ class Stack:
                 "INFO",
             ],
             "ready.",
+            prefix,
         )
 
     def start_beat(self) -> subprocess.Popen[bytes]:
@@ -164,7 +167,7 @@ def empty_broker_and_redis(env: dict[str, str]) -> None:
     broker = env.get("OUTBOX_BROKER_URL")
     redis_at = env.get("OUTBOX_REDIS_URL") or broker
     if redis_at:
-        redis.Redis.from_url(redis_at).flushdb()
+        redis_client(redis_at).flushdb()
     if broker and is_amqp(broker):
         from tests.support.rabbitmq import purge
 

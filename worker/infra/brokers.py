@@ -26,10 +26,10 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from kombu import Connection, Exchange, Queue
-from redis import Redis
 
 from worker.infra import broker as redis_broker
 from worker.infra.constants import CALLBACK_QUEUE, CONTROL_QUEUE, SEND_QUEUE, STATUS_QUEUE
+from worker.infra.redis_client import kombu_broker, redis_client
 
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 EXCHANGE = "outbox"  # one durable direct exchange; each queue bound by its own name
@@ -80,7 +80,10 @@ def celery_options(url: str, visibility_timeout_s: float) -> dict[str, Any]:
             # Publishing keeps working after Redis restarts empty (the chaos tests).
             "task_queues": tuple(Queue(name, routing_key=name) for name in consumed_queues(url)),
             "task_default_queue": SEND_QUEUE,
-            "broker_transport_options": {"visibility_timeout": visibility_timeout_s},
+            "broker_transport_options": {
+                "visibility_timeout": visibility_timeout_s,
+                **kombu_broker(url)[1],  # a broker behind Sentinels: the primary's name
+            },
             # Celery's own defaults, stated so that a process switched from RabbitMQ (tests) drops them.
             "task_default_exchange": None,
             "task_default_queue_type": "classic",
@@ -151,7 +154,7 @@ class RedisBroker:
     """kombu's Redis transport, read directly (`worker.infra.broker`)."""
 
     def __init__(self, url: str, socket_timeout_s: float = 5) -> None:
-        self.redis = Redis.from_url(url, socket_timeout=socket_timeout_s, health_check_interval=30)
+        self.redis = redis_client(url, socket_timeout_s)
 
     def queue_lengths(self, queues: list[str]) -> dict[str, int]:
         return redis_broker.queue_lengths(self.redis, queues)

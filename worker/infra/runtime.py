@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from config.settings import Settings, get_settings
 from worker.infra.brokers import BrokerView, broker_view
 from worker.infra.ratelimit import LineRateLimiter
+from worker.infra.redis_client import redis_client
 from worker.pipeline.retry import RetryPolicy
 from worker.planning import Limits
 from worker.store.db import make_engine, migrate
@@ -50,7 +51,7 @@ class Runtime:
     @cached_property
     def redis(self) -> Redis:
         """Redis for rate limits and locks (not the broker connection)."""
-        return Redis.from_url(self.settings.effective_redis_url, socket_timeout=5, health_check_interval=30)
+        return redis_client(self.settings.effective_redis_url)
 
     @cached_property
     def broker(self) -> BrokerView:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import contextlib
 from urllib.parse import urlsplit, urlunsplit
 
-import redis
-
 from worker.dev.devstack import DevStack, StackError, ensure_redis
 from worker.infra.brokers import AmqpBroker, consumed_queues, is_amqp
+from worker.infra.redis_client import redis_client
 
 DEFAULT_REDIS = "redis://localhost:6379/0"
 
@@ -50,7 +49,7 @@ def empty_after(env: dict[str, str]) -> None:
     broker = env.get("OUTBOX_BROKER_URL")
     redis_url = env.get("OUTBOX_REDIS_URL") or broker
     if redis_url:
-        redis.Redis.from_url(redis_url).flushdb()
+        redis_client(redis_url).flushdb()
     if broker and is_amqp(broker):
         from kombu import Connection
 
@@ -72,7 +71,7 @@ def empty_redis(stack: DevStack, configured: str, db: int) -> str:
     parts = urlsplit(configured)
     url = urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
     url = ensure_redis(stack, url)
-    if redis.Redis.from_url(url).dbsize():
+    if redis_client(url).dbsize():
         raise StackError(
             f"Redis database {db} at {parts.netloc} is not empty: pass --redis-db N of an empty one"
         )
