@@ -49,7 +49,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # queues, the transport options (Redis: the visibility timeout; waits live in the database, the
         # only countdowns are rate-limit slots under a second or two) and what RabbitMQ's quorum
         # queues need come from `worker.infra.brokers`.
-        **celery_options(settings.broker_url, settings.broker_visibility_timeout_s),
+        **celery_options(
+            settings.broker_url, settings.broker_visibility_timeout_s, settings.broker_heartbeat_s
+        ),
         "task_routes": {
             task: {"queue": queue, "routing_key": queue}
             for task, queue in (

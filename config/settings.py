@@ -120,6 +120,12 @@ class Settings(BaseSettings):
 
     # Queue hygiene.
     broker_visibility_timeout_s: float = Field(3600.0, description="Redis visibility timeout.")
+    broker_heartbeat_s: float = Field(
+        10.0,
+        ge=0,
+        description="RabbitMQ: AMQP heartbeat of a worker's connection; a worker cut off is dropped by "
+        "the broker (its unacknowledged tasks back in their queues) within about twice this.",
+    )
     sweeper_interval_s: float = Field(10.0, description="How often beat runs the sweeper.")
     release_lease_s: float = Field(
         120.0, description="Published work whose task never ran is released again after this long."

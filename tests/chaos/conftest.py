@@ -93,12 +93,12 @@ class Chaos:
             )
             return int(session.exec(query).one())
 
-    def wait_until(self, check: Callable[[], bool], timeout_s: float) -> bool:
+    def wait_until(self, check: Callable[[], bool], timeout_s: float, interval_s: float = 0.5) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if check():
                 return True
-            time.sleep(0.5)
+            time.sleep(interval_s)
         return False
 
     def states(self) -> dict[str, int]:

@@ -57,12 +57,16 @@ def test_a_killed_workers_texts_are_final_within_30_s_with_default_timeouts(
     """The dispatcher's recovery as deployed: default leases, claim timeout and visibility timeout
     (all minutes long); the worker's alive key is what brings its texts back (on RabbitMQ, its
     unacknowledged tasks are back in their queues as soon as its connection closes, too)."""
-    run = chaos(env={**DEFAULT_TIMINGS, "OUTBOX_LINE_RATE": "0"}, broker=broker)
-    run.enqueue(400, "kill -9, defaults")
-    run.wait_until(lambda: _sent(run) >= 150, 60)
+    run = chaos(env={**DEFAULT_TIMINGS, "OUTBOX_LINE_RATE": "0"}, broker=broker, workers=0)
+    run.enqueue(400, "kill -9, defaults")  # all waiting before the worker starts: enqueueing takes a while
+    run.stack.start_worker("worker1", concurrency=16)
+    run.wait_until(lambda: _sent(run) >= 100, 60, interval_s=0.02)  # it sends a hundred or two a second
     at_provider = _sent(run)
     run.stack.kill("worker1", signal.SIGKILL)
     killed = time.monotonic()
+    assert 100 <= at_provider <= 300, (
+        f"the kill came with {400 - at_provider} of 400 texts unsent (want >= 100)"
+    )
     run.stack.start_worker("worker2", concurrency=16)
     run.wait_until(lambda: run.final_count() >= len(run.ids), 120)
     took = time.monotonic() - killed
@@ -78,8 +82,11 @@ def _sent(run: Chaos) -> int:
     return sum(1 for s in run.simulator.counters()["sends"] if s["body"].startswith("kill -9, defaults"))
 
 
-def test_a_prefork_child_killed_mid_send_loses_and_doubles_nothing(chaos: Callable[..., Chaos]) -> None:
-    run = chaos(pool="prefork")
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_a_prefork_child_killed_mid_send_loses_and_doubles_nothing(
+    chaos: Callable[..., Chaos], broker: str
+) -> None:
+    run = chaos(pool="prefork", broker=broker)
     run.enqueue(80, "child")
     killed = 0
     for _ in range(2):
@@ -89,7 +96,7 @@ def test_a_prefork_child_killed_mid_send_loses_and_doubles_nothing(chaos: Callab
         if children:
             os.kill(children[0], signal.SIGKILL)
             killed += 1
-    figures = run.settle("prefork child killed", f"{killed} pool children SIGKILLed mid-run")
+    figures = run.settle(f"prefork child killed, {broker}", f"{killed} pool children SIGKILLed mid-run")
     assert killed == 2
     assert_nothing_lost_or_doubled(figures)
 
@@ -128,21 +135,23 @@ def test_rabbitmq_restarted_mid_run_loses_and_doubles_nothing(chaos: Callable[..
     assert len(sends) == len(run.ids) and {s["count"] for s in sends} == {1}, sends[:3]
 
 
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
 def test_provider_faults_of_every_kind_end_correctly_without_a_second_send(
-    chaos: Callable[..., Chaos],
+    chaos: Callable[..., Chaos], broker: str
 ) -> None:
-    run = chaos(simulator_args=("--fault-rate", "0.2"))
+    run = chaos(simulator_args=("--fault-rate", "0.2"), broker=broker)
     run.enqueue(200, "faults")
     figures = run.settle(
-        "provider faults (~20%)", "20% of sends: -855, -1, 500, 429, slow, dropped before/after"
+        f"provider faults (~20%), {broker}", "20% of sends: -855, -1, 500, 429, slow, dropped before/after"
     )
     calls = run.simulator.counters()["calls"]
     assert calls["message/send"] > 220  # the faults really happened, and were retried
     assert_nothing_lost_or_doubled(figures)
 
 
-def test_a_database_outage_of_a_few_seconds_loses_nothing(chaos: Callable[..., Chaos]) -> None:
-    run = chaos()
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_a_database_outage_of_a_few_seconds_loses_nothing(chaos: Callable[..., Chaos], broker: str) -> None:
+    run = chaos(broker=broker)
     run.enqueue(150, "db outage")
     run.wait_until(lambda: run.final_count() >= 20, 60)
     name = run.database_url.rsplit("/", 1)[1]
@@ -157,33 +166,42 @@ def test_a_database_outage_of_a_few_seconds_loses_nothing(chaos: Callable[..., C
         connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
     admin.dispose()
     run.runtime.engine.dispose()  # the test's own pool lost its connections too
-    figures = run.settle("database hiccup", "PostgreSQL refused and dropped every connection for ~4 s")
+    figures = run.settle(
+        f"database hiccup, {broker}", "PostgreSQL refused and dropped every connection for ~4 s"
+    )
     assert_nothing_lost_or_doubled(figures)
 
 
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
 def test_bad_provider_answers_are_classified_and_the_worker_keeps_serving(
-    chaos: Callable[..., Chaos],
+    chaos: Callable[..., Chaos], broker: str
 ) -> None:
     bad = ("html_200", "empty_200", "truncated_200", "missing_tokens", "numeric_ids")
-    run = chaos(simulator_args=("--fault-rate", "0.3"))
+    run = chaos(simulator_args=("--fault-rate", "0.3"), broker=broker)
     run.simulator.set_faults(
         mix={kind: (1 if kind in bad else 0) for kind in run.simulator.set_faults()["mix"]}
     )
     run.enqueue(100, "bad answers")
     figures = run.settle(
-        "bad provider answers", "30% of sends answered HTML, empty, truncated, tokenless or numeric"
+        f"bad provider answers, {broker}",
+        "30% of sends answered HTML, empty, truncated, tokenless or numeric",
     )
     assert_nothing_lost_or_doubled(figures)
     assert "Traceback" not in run.stack.log("worker1").split("ready.", 1)[1]
 
 
-def test_poison_messages_stop_after_bounded_attempts_with_their_reason(chaos: Callable[..., Chaos]) -> None:
-    run = chaos(env={"OUTBOX_SEND_MAX_ATTEMPTS": "4"})
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_poison_messages_stop_after_bounded_attempts_with_their_reason(
+    chaos: Callable[..., Chaos], broker: str
+) -> None:
+    run = chaos(env={"OUTBOX_SEND_MAX_ATTEMPTS": "4"}, broker=broker)
     poisons = run.enqueue(2, "poison")
     run.simulator.script("+12065551000", outcomes=["http:500"] * 50)  # retryable, forever
     run.simulator.script("+12065551001", outcomes=["drop_before_record"] * 50)  # ambiguous, never there
     run.enqueue(10, "healthy")
-    figures = run.settle("poison messages", "one recipient answered 500 forever, another dropped every send")
+    figures = run.settle(
+        f"poison messages, {broker}", "one recipient answered 500 forever, another dropped every send"
+    )
     assert figures["lost"] == 0 and figures["duplicated"] == 0
     assert figures["states"] == {"failed": 2, "delivered": 10}
     with run.runtime.engine.connect() as connection:
@@ -217,9 +235,13 @@ def test_sigterm_lets_in_flight_sends_finish_and_loses_nothing(
     assert "Traceback" not in run.stack.log("worker1")
 
 
-def test_forged_replayed_and_out_of_order_webhooks_never_move_a_status(chaos: Callable[..., Chaos]) -> None:
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_forged_replayed_and_out_of_order_webhooks_never_move_a_status(
+    chaos: Callable[..., Chaos], broker: str
+) -> None:
     secret = "chaos-webhook-key"
-    run = chaos(web=True, env={"OUTBOX_WEBHOOK_SECRET_KEY": secret, "OUTBOX_POLL_DELAYS_S": "[3]"})
+    env = {"OUTBOX_WEBHOOK_SECRET_KEY": secret, "OUTBOX_POLL_DELAYS_S": "[3]"}
+    run = chaos(web=True, env=env, broker=broker)
     web_url = f"http://127.0.0.1:{run.stack.env['OUTBOX_WEB_PORT']}"
     admin = run.runtime.client.login(f"admin@{DEMO_LINE}", DEMO_PASSWORD)
     register_webhooks(run.runtime, admin, "+1" + DEMO_LINE, web_url)
@@ -239,7 +261,7 @@ def test_forged_replayed_and_out_of_order_webhooks_never_move_a_status(chaos: Ca
                 code = http.post(hook, json=_progress(provider_id, status, detail), timeout=5).status_code
                 answers[f"replayed {code}"] += 1
     faults = f"{answers['forged 404']} forged 'failed' calls refused, {answers['replayed 200']} stale replays"
-    figures = run.settle("webhook abuse", faults)
+    figures = run.settle(f"webhook abuse, {broker}", faults)
     assert_nothing_lost_or_doubled(figures)
     assert answers["forged 404"] > 0 and set(answers) == {"forged 404", "replayed 200"}, answers
     assert _events_after_final(run) == []

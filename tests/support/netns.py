@@ -146,8 +146,11 @@ def _add_host(
 
 
 @contextmanager
-def forwarder(listen_host: str, listen_port: int, target_host: str, target_port: int) -> Iterator[None]:
-    """A TCP forwarder (socat): a service that listens on loopback, reachable at another address."""
+def forwarder(
+    listen_host: str, listen_port: int, target_host: str, target_port: int, source: str | None = None
+) -> Iterator[None]:
+    """A TCP forwarder (socat): a service that listens on loopback, reachable at another address
+    (`source`: the address it connects from, so that the service can tell its forwarders apart)."""
     socat = shutil.which("socat")
     if socat is None:
         pytest.skip("the separate-hosts test reaches PostgreSQL through socat: apt-get install socat")
@@ -155,7 +158,7 @@ def forwarder(listen_host: str, listen_port: int, target_host: str, target_port:
         [
             socat,
             f"TCP-LISTEN:{listen_port},bind={listen_host},fork,reuseaddr",
-            f"TCP:{target_host}:{target_port}",
+            f"TCP:{target_host}:{target_port}" + (f",bind={source}" if source else ""),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -73,7 +73,7 @@ def default_send_queue(url: str) -> str:
     return LANE_QUEUES[redis_broker.LANE_NORMAL] if is_amqp(url) else SEND_QUEUE
 
 
-def celery_options(url: str, visibility_timeout_s: float) -> dict[str, Any]:
+def celery_options(url: str, visibility_timeout_s: float, heartbeat_s: float = 10.0) -> dict[str, Any]:
     """The Celery settings that differ between the brokers: queues, routes and transport options."""
     if not is_amqp(url):
         return {
@@ -101,6 +101,13 @@ def celery_options(url: str, visibility_timeout_s: float) -> dict[str, Any]:
         "task_default_queue_type": "quorum",  # a queue Celery creates on demand is a quorum queue too
         # A publish returns once RabbitMQ has the task (written to a majority of the queue's replicas).
         "broker_transport_options": {"confirm_publish": True},
+        # A worker's connection heartbeat (the lower of this and the server's, 60 s by default, wins).
+        # A worker cut off from the broker sends none: RabbitMQ closes its connection after about two
+        # missed intervals and puts the tasks it held unacknowledged back in their queues, and the
+        # worker, hearing nothing either, drops the connection and reconnects. Celery's default,
+        # 120 s, left that to the server's 60 s: a minute or two. Publishers (web, beat, producers)
+        # open connections without a heartbeat, as Celery does; a publish to a dead one fails.
+        "broker_heartbeat": heartbeat_s,
         # Quorum queues refuse a channel-wide (global) prefetch: the worker sets it per consumer.
         "worker_detect_quorum_queues": True,
         # Celery's native delayed delivery needs topic exchanges and whole seconds; our countdowns are

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+IDLE_IN_TRANSACTION_S = 20  # see make_engine
 
 
 def make_engine(url: str, *, pool_size: int = 16) -> Engine:
@@ -27,7 +28,15 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     # No server-side prepared statements: a plan cached while a table was small stays with the
     # connection, and after a blast of 10,000 texts one such plan took seconds where a fresh one
     # takes milliseconds (statistics lag a big insert; a fresh plan sees the table's real size).
-    connect_args = {"prepare_threshold": None}
+    connect_args = {
+        "prepare_threshold": None,
+        # A worker cut off from the network in the middle of a transaction leaves its session idle
+        # in that transaction, holding its row locks, until PostgreSQL notices the client is gone:
+        # through a proxy or a NAT, never. Every other worker's claim or release run that needs one
+        # of those rows waits as long. Our transactions are milliseconds between statements, never
+        # a provider call; so such a session is ended after IDLE_IN_TRANSACTION_S and its locks freed.
+        "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_S * 1000}",
+    }
     return create_engine(
         url,
         pool_size=pool_size,
