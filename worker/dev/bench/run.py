@@ -192,12 +192,12 @@ def _roles(stack: DevStack) -> dict[str, list[int | None]]:
 
 
 def _line_id(runtime: Runtime) -> int:
-    from sqlmodel import Session, select
+    from sqlmodel import Session
 
-    from worker.store.models import Line
+    from worker.store.progress import line_id
 
     with Session(runtime.engine) as session:
-        return int(session.exec(select(Line.id).where(Line.phone == "+1" + LINE)).one() or 0)
+        return line_id(session, "+1" + LINE) or 0
 
 
 def _login(base_url: str) -> str:
