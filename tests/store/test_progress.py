@@ -48,9 +48,7 @@ def test_counts_follow_the_states_of_a_set_given_as_ids_or_a_span(engine: Engine
     every = [queued, sent, delivered, failed]
     with Session(engine) as session:
         for ids in (every, Span(queued, failed)):
-            assert (
-                progress.parts_not_accepted(session, ids) == 2
-            )  # queued + the sent one's 2nd part
+            assert progress.parts_not_accepted(session, ids) == 2  # queued + the sent one's 2nd part
             assert progress.parts_sent(session, ids) == 2
             assert progress.messages_not_final(session, ids) == 2
             assert progress.messages_delivered(session, ids) == 1
