@@ -24,7 +24,7 @@ from worker.lines import login_line
 from worker.producer.enqueue import enqueue
 from worker.store.db import make_engine, migrate
 from worker.store.models import Message
-from worker.store.states import FINAL_STATES
+from worker.store.states import FINAL_STATES, State
 
 # Timings for a run of a minute or two: claims, leases and the visibility timeout all short.
 CHAOS_TIMINGS = {
@@ -108,7 +108,7 @@ class Chaos:
                 .where(col(Message.id).in_(self.ids))
                 .group_by(Message.state)
             ).all()
-        return {state: count for state, count in rows}
+        return {State(state).value: count for state, count in rows}
 
     def settle(self, scenario: str, faults: str, timeout_s: float = 150) -> dict[str, Any]:
         """Wait for every message to be final; record and return the figures."""

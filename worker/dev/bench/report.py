@@ -21,6 +21,7 @@ TARGETS = {
     "lines_last_accepted_s": 10.0,
     "recovery_s": 30.0,
     "worker_cpu_ms_per_text": 2.5,
+    "history_rate_ratio": 0.9,  # the blast with a long history, against an empty database
 }
 
 
@@ -53,6 +54,7 @@ class BenchResult:
     lines_round: dict[str, Any] | None = None
     recovery: dict[str, Any] | None = None
     history: int = 0
+    history_effect: dict[str, Any] | None = None  # the blast on an empty database, then with the history
     memory_rounds: list[dict[str, Any]] = field(default_factory=list)
     targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
 
@@ -140,6 +142,18 @@ def _dispatcher_rows(table: Table, result: BenchResult) -> None:
         table.add_row("  provider calls per delivered text", f"{r['calls_per_delivered']}", "")
         table.add_row(
             "  release run p50 / max (s)", f"{r['release_run_p50_s']} / {r['release_run_max_s']}", ""
+        )
+    if result.history_effect:
+        h = result.history_effect
+        table.add_row(
+            f"blast with {result.history:,} delivered texts / empty (rate ratio)",
+            _mark(h["rate_ratio"], TARGETS["history_rate_ratio"]),
+            f">= {TARGETS['history_rate_ratio']}",
+        )
+        table.add_row(
+            "  worker CPU per text, empty / with history (ms)",
+            f"{h['worker_cpu_ms_empty']} / {h['worker_cpu_ms_with_history']}",
+            "",
         )
     if result.recovery:
         r, target = result.recovery, TARGETS["recovery_s"]

@@ -28,7 +28,7 @@ from worker.dev.bench.brokers import bench_env, broker_label, empty_after
 from worker.dev.bench.cpu import cpu_s
 from worker.dev.bench.http import http_enqueue
 from worker.dev.bench.report import BenchResult
-from worker.dev.bench.rounds import LINE, measure_round
+from worker.dev.bench.rounds import LINE, Round, measure_round
 from worker.dev.bench.scenarios import (
     LATENCY_LINE,
     URGENT_LINE,
@@ -115,20 +115,28 @@ def _run(
         f"{database_kind}, {broker_label(stack.env)}, "
         f"{'webhooks' if options.webhooks else 'polling only'} ..."
     )
-    if options.history:
-        console.print(f"history: {options.history:,} delivered texts on the line first ...")
-        with runtime.engine.begin() as connection:
-            prefill_delivered(connection, _line_id(runtime), options.history, utcnow())
     measure_round(runtime, stack, base_url, 50, options.timeout_s, tag="Warm-up")  # not counted
+    before_history = None
+    if options.history:
+        console.print(f"history: a {options.messages}-text blast on an empty database, for comparison ...")
+        before_history = _blast(runtime, stack, base_url, options, "Blast before history")
+        console.print(f"history: {options.history:,} delivered texts on the line ...")
+        line_id = _line_id(runtime)  # before the transaction: SQLite has one writer at a time
+        with runtime.engine.begin() as connection:
+            prefill_delivered(connection, line_id, options.history, utcnow())
     main = measure_round(runtime, stack, base_url, options.messages, options.timeout_s)
     console.print(f"blast: {options.messages} texts from send_messages alone, CPU per text by role ...")
-    roles = _roles(stack)
-    cpu_before = {role: sum(cpu_s(pid) for pid in pids) for role, pids in roles.items()}
-    blast = measure_round(runtime, stack, base_url, options.messages, options.timeout_s, 0, "Blast")
-    cpu = {
-        role: round(1000 * (sum(cpu_s(pid) for pid in pids) - cpu_before[role]) / max(1, blast.delivered), 2)
-        for role, pids in roles.items()
-    }
+    blast, cpu = _blast(runtime, stack, base_url, options, "Blast")
+    history_effect = None
+    if before_history:
+        empty, empty_cpu = before_history
+        history_effect = {
+            "blast_per_s_empty": round(empty.pipeline_per_s, 1),
+            "blast_per_s_with_history": round(blast.pipeline_per_s, 1),
+            "rate_ratio": round(blast.pipeline_per_s / empty.pipeline_per_s, 3),
+            "worker_cpu_ms_empty": empty_cpu.get("worker"),
+            "worker_cpu_ms_with_history": cpu.get("worker"),
+        }
     console.print("http: the same texts through POST /v1/messages, one a request and in batches ...")
     http = http_enqueue(runtime, f"http://127.0.0.1:{stack.env['OUTBOX_WEB_PORT']}", options.timeout_s)
     console.print("latency: 30 lone texts on an idle line, send_message to the provider ...")
@@ -178,8 +186,23 @@ def _run(
         lines_round=lines_round,
         recovery=recovered,
         history=options.history,
+        history_effect=history_effect,
         memory_rounds=memory_rounds,
     )
+
+
+def _blast(
+    runtime: Runtime, stack: DevStack, base_url: str, options: BenchOptions, tag: str
+) -> tuple[Round, dict[str, float]]:
+    """A blast from `send_messages` alone, and the CPU each role spent per delivered text in it."""
+    roles = _roles(stack)
+    cpu_before = {role: sum(cpu_s(pid) for pid in pids) for role, pids in roles.items()}
+    blast = measure_round(runtime, stack, base_url, options.messages, options.timeout_s, 0, tag)
+    cpu = {
+        role: round(1000 * (sum(cpu_s(pid) for pid in pids) - cpu_before[role]) / max(1, blast.delivered), 2)
+        for role, pids in roles.items()
+    }
+    return blast, cpu
 
 
 def _roles(stack: DevStack) -> dict[str, list[int | None]]:
@@ -192,12 +215,12 @@ def _roles(stack: DevStack) -> dict[str, list[int | None]]:
 
 
 def _line_id(runtime: Runtime) -> int:
-    from sqlmodel import Session, select
+    from sqlmodel import Session
 
-    from worker.store.models import Line
+    from worker.store.progress import line_id
 
     with Session(runtime.engine) as session:
-        return int(session.exec(select(Line.id).where(Line.phone == "+1" + LINE)).one() or 0)
+        return line_id(session, "+1" + LINE) or 0
 
 
 def _login(base_url: str) -> str:
