@@ -156,3 +156,20 @@ def test_the_env_example_shows_a_rabbitmq_broker_that_the_settings_accept() -> N
     assert settings.effective_redis_url == redis_url.group(1)
     with pytest.raises(ValueError, match="OUTBOX_REDIS_URL"):
         Settings(broker_url=amqp.group(1))
+
+
+def test_compose_offers_a_sentinel_layout_whose_url_the_client_reads() -> None:
+    from worker.infra.redis_client import parse_sentinel_url
+
+    services = COMPOSE["services"]
+    sentinels = [name for name, service in services.items() if name.startswith("sentinel-")]
+    assert len(sentinels) == 3  # a quorum of two survives the loss of one
+    for name in [*sentinels, "redis-replica"]:
+        assert services[name]["profiles"] == ["sentinel"] and "ports" not in services[name]
+    assert services["redis-replica"]["command"][-3:] == ["--replicaof", "redis", "6379"]
+    config = services["sentinel-1"]["command"][-1]
+    assert "sentinel monitor outbox redis 6379 2" in config and "--sentinel" in config
+    url = re.search(r"OUTBOX_BROKER_URL=(sentinel://\S+)", COMPOSE_TEXT)
+    assert url is not None
+    parsed = parse_sentinel_url(url.group(1))
+    assert parsed.master == "outbox" and [host for host, _ in parsed.sentinels] == sentinels
