@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from worker.inbound.messages import record_provider_message
 from worker.inbound.optouts import apply_keyword
 from worker.infra.runtime import Runtime
+from worker.pipeline.delivery import record_status
 from worker.planning import normalize_number
 from worker.store.db import transaction
 from worker.store.lines import line_by_number, recipients_of
 from worker.store.models import Line, utcnow
-from worker.store.record import lock_message, record_delivery
+from worker.store.record import lock_message
 from worker.store.sent import part_by_provider_id
 from worker.store.states import Source
 from worker.zipwhip.results import ProviderMessage
@@ -74,7 +75,7 @@ def _keep(runtime: Runtime, line_id: int, message: ProviderMessage, report: Sync
         if part is not None:
             locked = lock_message(session, part.message_id)
             if locked and message.status_code is not None:
-                report.ours_updated += record_delivery(
+                report.ours_updated += record_status(
                     session, locked, part, message.status_code, message.message_status, Source.POLL, now
                 )
             return

@@ -23,11 +23,12 @@ from worker.inbound.messages import other_party, record_provider_message
 from worker.inbound.optouts import apply_keyword
 from worker.infra.constants import TASK_INBOUND, TASK_NOTIFY
 from worker.infra.runtime import Runtime
+from worker.pipeline.delivery import record_status
 from worker.pipeline.dispatch import Outbox, try_dispatch
 from worker.store.db import transaction
 from worker.store.lines import line_by_number
 from worker.store.models import Line, Part, utcnow
-from worker.store.record import lock_message, mark_sent, record_delivery
+from worker.store.record import lock_message, mark_sent
 from worker.store.sent import awaiting_answer, part_by_provider_id
 from worker.store.states import Source, State
 from worker.zipwhip import parse
@@ -108,7 +109,7 @@ def _progress(session: Session, line: Line, message: ProviderMessage, now: datet
         return "not one of ours (or not recorded yet: polling will see it)"
     locked = lock_message(session, part.message_id)
     assert locked is not None and message.status_code is not None
-    changed = record_delivery(
+    changed = record_status(
         session, locked, part, message.status_code, message.message_status, Source.WEBHOOK, now
     )
     if locked.newly_final:

@@ -19,11 +19,12 @@ from sqlmodel import Session
 from worker.callbacks import notify_final
 from worker.infra.runtime import Runtime
 from worker.pipeline.decide import Decision, Search, decide_search
+from worker.pipeline.delivery import record_status
 from worker.pipeline.dispatch import Outbox, try_dispatch
 from worker.store.db import transaction
 from worker.store.lines import mark_needs_login
 from worker.store.models import Line, Part, utcnow
-from worker.store.record import Locked, lock_message, mark_sent, move_part, record_delivery
+from worker.store.record import Locked, lock_message, mark_sent, move_part
 from worker.store.schedule import reconcile_again, send_again
 from worker.store.sent import provider_ids_since
 from worker.store.states import LineState, Source, State
@@ -206,7 +207,7 @@ def _found(
         description,
     )
     if found.status_code is not None:
-        record_delivery(session, locked, part, found.status_code, found.message_status, Source.RECONCILE, now)
+        record_status(session, locked, part, found.status_code, found.message_status, Source.RECONCILE, now)
     line = session.get(Line, locked.message.line_id)
     if line is not None:
         try_dispatch(session, runtime, locked, line, now, outbox)

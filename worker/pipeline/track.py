@@ -11,10 +11,11 @@ from sqlmodel import Session
 
 from worker.callbacks import notify_final
 from worker.infra.runtime import Runtime
+from worker.pipeline.delivery import record_status
 from worker.store.db import transaction
 from worker.store.lines import mark_needs_login
 from worker.store.models import Line, Part, utcnow
-from worker.store.record import Locked, lock_messages, move_part, record_delivery
+from worker.store.record import Locked, lock_messages, move_part
 from worker.store.schedule import await_login_polls, schedule_next_poll, stop_polling
 from worker.store.sent import in_flight_with_ids, polls_due, sent_counts
 from worker.store.states import LineState, Source, State
@@ -229,7 +230,7 @@ def _apply_status(
     session: Session, locked: Locked, part: Part, answer: ProviderMessage, now: datetime
 ) -> None:
     assert answer.status_code is not None
-    record_delivery(session, locked, part, answer.status_code, answer.message_status, Source.POLL, now)
+    record_status(session, locked, part, answer.status_code, answer.message_status, Source.POLL, now)
 
 
 def _poll_failed(
