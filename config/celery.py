@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from kombu import Queue
-
 from config.settings import Settings
+from worker.infra.brokers import celery_options, default_send_queue
 from worker.infra.constants import (
     CALLBACK_QUEUE,
     CONTROL_QUEUE,
-    SEND_QUEUE,
     STATUS_QUEUE,
     TASK_CALLBACK,
     TASK_CALLBACK_SWEEP,
@@ -22,6 +20,7 @@ from worker.infra.constants import (
     TASK_SEND,
     TASK_SWEEP,
 )
+from worker.infra.redis_client import kombu_broker
 
 # The release job moves due work from the database to the queues; it runs often and must not pile up.
 RELEASE_EVERY_S = 1.0
@@ -30,11 +29,10 @@ CALLBACK_SWEEP_EVERY_S = 15.0  # status callbacks whose task was lost are publis
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours."""
+    broker_url = kombu_broker(settings.broker_url)[0]  # Sentinels: their options come with the queues
     return {
-        "broker_url": settings.broker_url,
+        "broker_url": broker_url,
         "broker_connection_retry_on_startup": True,
-        # Waits live in the database; the only countdowns are rate-limit slots under a second or two.
-        "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
         # Late acks + reject on worker loss: a task whose worker dies runs again, and the database
         # claim makes the second run harmless.
         "task_acks_late": True,
@@ -47,17 +45,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": None,
         "task_time_limit": settings.task_time_limit_s,
         "task_soft_time_limit": settings.task_time_limit_s * 0.8,
-        # One direct exchange (Celery's default), each queue bound by its own name: a task goes to
-        # exactly one queue. Publishing keeps working after Redis restarts empty (the chaos tests).
-        "task_queues": tuple(
-            Queue(name, routing_key=name)
-            for name in (SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE, CALLBACK_QUEUE)
-        ),
-        "task_default_queue": SEND_QUEUE,
+        # One direct exchange, each queue bound by its own name: a task goes to exactly one queue. The
+        # queues, the transport options (Redis: the visibility timeout; waits live in the database, the
+        # only countdowns are rate-limit slots under a second or two) and what RabbitMQ's quorum
+        # queues need come from `worker.infra.brokers`.
+        **celery_options(settings.broker_url, settings.broker_visibility_timeout_s),
         "task_routes": {
             task: {"queue": queue, "routing_key": queue}
             for task, queue in (
-                (TASK_SEND, SEND_QUEUE),
+                (TASK_SEND, default_send_queue(settings.broker_url)),
                 (TASK_POLL_LINE, STATUS_QUEUE),
                 (TASK_RECONCILE, STATUS_QUEUE),
                 (TASK_NOTIFY, STATUS_QUEUE),

@@ -6,8 +6,9 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from functools import lru_cache
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,9 +18,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OUTBOX_", env_file=".env", extra="ignore")
 
     # Where things are.
-    broker_url: str = Field("redis://localhost:6379/0", description="Celery broker (Redis).")
+    broker_url: str = Field(
+        "redis://localhost:6379/0", description="Celery broker: Redis (redis://) or RabbitMQ (amqp://)."
+    )
     redis_url: str | None = Field(
-        None, description="Redis for rate limits and locks; defaults to the broker URL."
+        None,
+        description="Redis for rate limits and locks; defaults to the broker URL (needed with RabbitMQ).",
     )
     database_url: str = Field(
         "sqlite:///outbox.db", description="SQLAlchemy URL: SQLite file by default, PostgreSQL in production."
@@ -202,6 +206,14 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{network!r} is not an address or a network (CIDR)") from None
         return value
+
+    @model_validator(mode="after")
+    def _redis_beside_rabbitmq(self) -> Settings:
+        if self.redis_url is None and urlsplit(self.broker_url).scheme.lower() in ("amqp", "amqps", "pyamqp"):
+            raise ValueError(
+                "the broker is RabbitMQ: set OUTBOX_REDIS_URL too (rate limits and locks live in Redis)"
+            )
+        return self
 
     @property
     def effective_redis_url(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from tests.support.rabbitmq import rabbitmq_problem, throwaway_vhost
 from tests.support.services import claimed_redis_db, missing, redis_ping, redis_url, throwaway_postgres
 from worker.store.db import make_engine, migrate
 
@@ -26,6 +27,22 @@ def redis_db() -> Iterator[int]:
 def broker_url(redis_db: int) -> str:
     """The broker URL for this test run."""
     return redis_url(redis_db)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """A RabbitMQ vhost of this test run's own (deleted at the end): its broker URL."""
+    problem = rabbitmq_problem()
+    if problem is not None:
+        missing("RabbitMQ", problem)
+    with throwaway_vhost() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def amqp_env(amqp_url: str, broker_url: str) -> dict[str, str]:
+    """The settings of a deployment on RabbitMQ: the broker there, rate limits and locks in Redis."""
+    return {"OUTBOX_BROKER_URL": amqp_url, "OUTBOX_REDIS_URL": broker_url}
 
 
 @pytest.fixture

@@ -131,3 +131,28 @@ def test_compose_takes_the_database_password_from_the_environment() -> None:
     assert urls
     for url in urls:  # user:password@host: the password is always the variable, never a literal
         assert re.fullmatch(rf"[^:]+://[^:@/]+:{required}@.+", url), url
+
+
+def test_compose_offers_rabbitmq_as_the_broker_with_redis_beside_it() -> None:
+    services = COMPOSE["services"]
+    rabbitmq = services["rabbitmq"]
+    assert rabbitmq["profiles"] == ["rabbitmq"] and rabbitmq["healthcheck"]["test"]
+    assert any(v.startswith("rabbitmq:") and v.endswith("/var/lib/rabbitmq") for v in rabbitmq["volumes"])
+    assert "ports" not in rabbitmq  # the compose network only
+    assert re.fullmatch(r"\$\{RABBITMQ_PASSWORD:-\}", rabbitmq["environment"]["RABBITMQ_DEFAULT_PASS"])
+    for name in ("web", "worker", "beat", "flower", "migrate"):
+        environment = services[name]["environment"]
+        assert environment["OUTBOX_BROKER_URL"] == "${OUTBOX_BROKER_URL:-redis://redis:6379/0}", name
+        assert environment["OUTBOX_REDIS_URL"] == "${OUTBOX_REDIS_URL:-redis://redis:6379/0}", name
+    assert services["worker"]["depends_on"]["rabbitmq"] == {"condition": "service_healthy", "required": False}
+
+
+def test_the_env_example_shows_a_rabbitmq_broker_that_the_settings_accept() -> None:
+    text = (ROOT / "deploy" / ".env.example").read_text()
+    amqp = re.search(r"^# OUTBOX_BROKER_URL=(amqp://\S+)$", text, flags=re.M)
+    redis_url = re.search(r"^# OUTBOX_REDIS_URL=(redis://\S+)$", text, flags=re.M)
+    assert amqp and redis_url
+    settings = Settings(broker_url=amqp.group(1), redis_url=redis_url.group(1))
+    assert settings.effective_redis_url == redis_url.group(1)
+    with pytest.raises(ValueError, match="OUTBOX_REDIS_URL"):
+        Settings(broker_url=amqp.group(1))

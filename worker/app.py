@@ -18,14 +18,18 @@ from celery.signals import (
 
 from config.celery import celery_config
 from config.settings import Settings, get_settings
+from worker.infra.brokers import quiet_delayed_delivery_notices
 from worker.infra.constants import TASK_POLL_LINE, TASK_RECONCILE, TASK_SEND
+from worker.infra.kombu_fixes import tolerate_a_lost_server_on_close
 from worker.infra.logs import setup_logging
 from worker.infra.runtime import get_runtime, reset_runtime
 from worker.pipeline.dispatch import Backlogs
 from worker.pipeline.liveness import forget_heartbeat, hold, identity, let_go, start_heartbeat, stop_heartbeat
 
+tolerate_a_lost_server_on_close()
 app = Celery("outbox", include=["tasks.send", "tasks.status", "tasks.maintenance", "tasks.callbacks"])
 app.config_from_object(celery_config(get_settings()))
+quiet_delayed_delivery_notices()
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,7 @@ def configure(settings: Settings) -> None:
     # The app keeps the producer pool of the broker it first published to: forget it, or this process
     # would go on publishing to the old broker (kombu keeps one pool per broker URL for us).
     app._after_fork()
+    app.__dict__.pop("amqp", None)  # its queues and routes were read from the previous settings
     Backlogs.forget()
     reset_runtime(settings)
 

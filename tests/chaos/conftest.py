@@ -24,7 +24,7 @@ from worker.lines import login_line
 from worker.producer.enqueue import enqueue
 from worker.store.db import make_engine, migrate
 from worker.store.models import Message
-from worker.store.states import FINAL_STATES
+from worker.store.states import FINAL_STATES, State
 
 # Timings for a run of a minute or two: claims, leases and the visibility timeout all short.
 CHAOS_TIMINGS = {
@@ -72,6 +72,7 @@ class Chaos:
     simulator: SimulatorHandle
     runtime: Runtime
     database_url: str
+    broker_url: str = ""
     ids: list[int] = field(default_factory=list)
 
     def enqueue(self, count: int, prefix: str) -> list[int]:
@@ -107,7 +108,7 @@ class Chaos:
                 .where(col(Message.id).in_(self.ids))
                 .group_by(Message.state)
             ).all()
-        return {state: count for state, count in rows}
+        return {State(state).value: count for state, count in rows}
 
     def settle(self, scenario: str, faults: str, timeout_s: float = 150) -> dict[str, Any]:
         """Wait for every message to be final; record and return the figures."""
@@ -132,7 +133,8 @@ class Chaos:
 
 @pytest.fixture
 def chaos(request: pytest.FixtureRequest, broker_url: str, tmp_path: Path) -> Iterator[Callable[..., Chaos]]:
-    """A factory: chaos(simulator_args=..., workers=..., pool=...) -> a running deployment."""
+    """A factory: chaos(simulator_args=..., workers=..., pool=..., broker="redis" or "amqp") -> a
+    running deployment (on RabbitMQ, the test run's vhost; rate limits and locks stay in Redis)."""
     stacks: list[Any] = []
 
     def build(
@@ -141,7 +143,11 @@ def chaos(request: pytest.FixtureRequest, broker_url: str, tmp_path: Path) -> It
         pool: str = "threads",
         env: dict[str, str] | None = None,
         web: bool = False,
+        broker: str = "redis",
     ) -> Chaos:
+        brokers = {"OUTBOX_BROKER_URL": broker_url}
+        if broker == "amqp":
+            brokers = request.getfixturevalue("amqp_env")
         database = throwaway_postgres()
         database_url = database.__enter__()
         stacks.append(database)
@@ -156,7 +162,7 @@ def chaos(request: pytest.FixtureRequest, broker_url: str, tmp_path: Path) -> It
         _flush(broker_url)
         full_env = {
             **CHAOS_TIMINGS,
-            "OUTBOX_BROKER_URL": broker_url,
+            **brokers,
             "OUTBOX_DATABASE_URL": database_url,
             "ZIPWHIP_BASE_URL": handle.base_url,
             **(env or {}),
@@ -173,7 +179,7 @@ def chaos(request: pytest.FixtureRequest, broker_url: str, tmp_path: Path) -> It
         configure(stack.settings)
         runtime = get_runtime()
         login_line(runtime, DEMO_LINE, None, DEMO_PASSWORD)
-        return Chaos(stack, handle, runtime, database_url)
+        return Chaos(stack, handle, runtime, database_url, brokers["OUTBOX_BROKER_URL"])
 
     yield build
     for cm in reversed(stacks):

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from tests.chaos.conftest import DEFAULT_TIMINGS, Chaos
 from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD
+from tests.support.rabbitmq import close_connections, restart_broker
 from tests.support.services import POSTGRES_ADMIN_URL
 from worker.inbound.webhooks import hook_token, register_webhooks
 from worker.store.models import Part, StatusEvent
@@ -34,22 +35,29 @@ def assert_nothing_lost_or_doubled(figures: dict[str, object], expect_delivered:
         assert figures["states"] == {"delivered": figures["messages"]}, figures
 
 
-def test_a_worker_killed_with_sigkill_mid_run_loses_and_doubles_nothing(chaos: Callable[..., Chaos]) -> None:
-    run = chaos()
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_a_worker_killed_with_sigkill_mid_run_loses_and_doubles_nothing(
+    chaos: Callable[..., Chaos], broker: str
+) -> None:
+    run = chaos(broker=broker)
     run.enqueue(200, "kill -9")
     run.wait_until(lambda: run.final_count() >= 40, 60)
     run.stack.kill("worker1", signal.SIGKILL)  # the worker and its threads, mid-send
     run.stack.start_worker("worker2", concurrency=16)
-    figures = run.settle("worker killed (kill -9)", "1 worker SIGKILLed mid-run, a fresh one started")
+    figures = run.settle(
+        f"worker killed (kill -9), {broker}", "1 worker SIGKILLed mid-run, a fresh one started"
+    )
     assert_nothing_lost_or_doubled(figures)
 
 
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
 def test_a_killed_workers_texts_are_final_within_30_s_with_default_timeouts(
-    chaos: Callable[..., Chaos],
+    chaos: Callable[..., Chaos], broker: str
 ) -> None:
     """The dispatcher's recovery as deployed: default leases, claim timeout and visibility timeout
-    (all minutes long); the worker's alive key is what brings its texts back."""
-    run = chaos(env={**DEFAULT_TIMINGS, "OUTBOX_LINE_RATE": "0"})
+    (all minutes long); the worker's alive key is what brings its texts back (on RabbitMQ, its
+    unacknowledged tasks are back in their queues as soon as its connection closes, too)."""
+    run = chaos(env={**DEFAULT_TIMINGS, "OUTBOX_LINE_RATE": "0"}, broker=broker)
     run.enqueue(400, "kill -9, defaults")
     run.wait_until(lambda: _sent(run) >= 150, 60)
     at_provider = _sent(run)
@@ -59,7 +67,7 @@ def test_a_killed_workers_texts_are_final_within_30_s_with_default_timeouts(
     run.wait_until(lambda: run.final_count() >= len(run.ids), 120)
     took = time.monotonic() - killed
     figures = run.settle(
-        "worker killed, default timeouts",
+        f"worker killed, default timeouts, {broker}",
         f"1 worker SIGKILLed with {at_provider} of 400 at the provider; all final {took:.1f} s later",
     )
     assert_nothing_lost_or_doubled(figures)
@@ -100,6 +108,24 @@ def test_redis_flushed_mid_run_loses_and_doubles_nothing(
     redis.Redis.from_url(broker_url).flushdb()  # every queued task, lock and rate key gone at once
     figures = run.settle("broker lost (Redis flushed)", "Redis FLUSHDB with ~160 messages in flight")
     assert_nothing_lost_or_doubled(figures)
+
+
+def test_rabbitmq_restarted_mid_run_loses_and_doubles_nothing(chaos: Callable[..., Chaos]) -> None:
+    """Every connection to the vhost cut (workers, beat and producer mid-publish), then the broker
+    stopped and started: tasks in the durable quorum queues survive, the ones workers held unacked
+    come back, and every process reconnects. Each text reaches the provider exactly once."""
+    run = chaos(broker="amqp", workers=2)
+    run.enqueue(200, "rabbitmq restart")
+    run.wait_until(lambda: run.final_count() >= 40, 60)
+    cut = close_connections(run.broker_url)
+    run.enqueue(20, "rabbitmq restart")  # the producer's connection was cut too
+    down_s = restart_broker(run.broker_url)
+    run.enqueue(20, "rabbitmq restart")
+    faults = f"{cut} connections to the vhost closed, then RabbitMQ stopped and started ({down_s:.1f} s down)"
+    figures = run.settle("broker restarted (RabbitMQ)", faults)
+    assert_nothing_lost_or_doubled(figures)
+    sends = [s for s in run.simulator.counters()["sends"] if s["body"].startswith("rabbitmq restart")]
+    assert len(sends) == len(run.ids) and {s["count"] for s in sends} == {1}, sends[:3]
 
 
 def test_provider_faults_of_every_kind_end_correctly_without_a_second_send(
@@ -174,8 +200,11 @@ def test_poison_messages_stop_after_bounded_attempts_with_their_reason(chaos: Ca
     )
 
 
-def test_sigterm_lets_in_flight_sends_finish_and_loses_nothing(chaos: Callable[..., Chaos]) -> None:
-    run = chaos()
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_sigterm_lets_in_flight_sends_finish_and_loses_nothing(
+    chaos: Callable[..., Chaos], broker: str
+) -> None:
+    run = chaos(broker=broker)
     run.enqueue(150, "sigterm")
     run.wait_until(lambda: run.final_count() >= 30, 60)
     worker = run.stack.processes["worker1"]
@@ -183,7 +212,7 @@ def test_sigterm_lets_in_flight_sends_finish_and_loses_nothing(chaos: Callable[.
     run.stack.kill("worker1", signal.SIGTERM)  # warm shutdown: finish what runs, hand back the rest
     assert worker.returncode == 0 and time.monotonic() - started < 30
     run.stack.start_worker("worker2", concurrency=16)
-    figures = run.settle("graceful shutdown", "SIGTERM to the worker mid-run, a fresh one started")
+    figures = run.settle(f"graceful shutdown, {broker}", "SIGTERM to the worker mid-run, a fresh one started")
     assert_nothing_lost_or_doubled(figures)
     assert "Traceback" not in run.stack.log("worker1")
 

@@ -18,7 +18,6 @@ from tests.support.services import throwaway_postgres
 from tests.support.simulator import SimulatorHandle, run_simulator
 from tests.support.stack import Stack, running_stack, wait_for
 from worker.app import configure
-from worker.infra.broker import queue_length
 from worker.infra.constants import SEND_QUEUE
 from worker.infra.runtime import Runtime, get_runtime
 from worker.lines import login_line
@@ -178,7 +177,12 @@ def _cancel(runtime: Runtime, ids: list[int]) -> None:
     send task published for it (the next test measures a line's rate on workers that keep up)."""
     with transaction(runtime.engine) as session:
         cancel(session, ids, utcnow())
-    wait_for(lambda: queue_length(runtime.broker, SEND_QUEUE) == 0, 120, 0.2, "the send queue to drain")
+    wait_for(
+        lambda: runtime.broker.queue_lengths([SEND_QUEUE])[SEND_QUEUE] == 0,
+        120,
+        0.2,
+        "the send queue to drain",
+    )
 
 
 def test_an_mms_takes_the_slots_its_cost_says_across_the_hosts(hosts: Hosts) -> None:

@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from config.settings import settings_from
 from tests.support.services import throwaway_postgres
 from tests.support.stack import wait_for
+from worker.infra.brokers import RedisBroker
 from worker.infra.metrics import OutboxCollector, count_send_outcomes
 from worker.infra.runtime import Runtime
 from worker.store.db import migrate
@@ -115,7 +116,9 @@ def test_a_failed_read_leaves_no_figures_and_their_age_counts_from_start(
     refresher = FiguresRefresher(runtime.engine, 3600)
     refresher.refresh()  # no such directory: the read fails, and is only logged
     redis = Redis.from_url(broker_url)
-    collector = OutboxCollector(redis, redis, refresher.latest, started_at=time.monotonic() - 100)
+    collector = OutboxCollector(
+        redis, RedisBroker(broker_url), refresher.latest, started_at=time.monotonic() - 100
+    )
     families = {family.name: family for family in collector.collect()}
     assert refresher.latest() is None and "outbox_messages" not in families
     assert families["outbox_metrics_age_seconds"].samples[0].value >= 100

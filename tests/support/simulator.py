@@ -86,8 +86,8 @@ class SimulatorHandle:
 
 
 @contextmanager
-def run_simulator(*extra_args: str) -> Iterator[SimulatorHandle]:
-    """Start `python -m simulator` on a free port and wait until it answers; stop it at the end."""
+def run_simulator(*extra_args: str, host: str = "127.0.0.1") -> Iterator[SimulatorHandle]:
+    """Start `python -m simulator` on a free port of `host` and wait until it answers; stop it at the end."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -95,7 +95,7 @@ def run_simulator(*extra_args: str) -> Iterator[SimulatorHandle]:
             "-m",
             "simulator",
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             str(port),
             "--seed",
@@ -107,7 +107,7 @@ def run_simulator(*extra_args: str) -> Iterator[SimulatorHandle]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    handle = SimulatorHandle(f"http://127.0.0.1:{port}/", process)
+    handle = SimulatorHandle(f"http://{host}:{port}/", process)
     try:
         _wait_until_up(handle)
         yield handle

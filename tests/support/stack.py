@@ -11,16 +11,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from unittest import mock
 
-import redis
-
 from config.settings import Settings
+from worker.infra.brokers import consumed_queues, is_amqp
+from worker.infra.redis_client import redis_client
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -70,11 +70,13 @@ class Stack:
         with mock.patch.dict(os.environ, self.env):
             return Settings()
 
-    def _start(self, name: str, args: list[str], ready_text: str | None) -> subprocess.Popen[bytes]:
+    def _start(
+        self, name: str, args: list[str], ready_text: str | None, prefix: Sequence[str] = ()
+    ) -> subprocess.Popen[bytes]:
         log_path = self.workdir / f"{name}.log"
         log = open(log_path, "ab")  # noqa: SIM115 - kept open for the process's life
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app:app", *args],
+            [*prefix, sys.executable, "-m", "celery", "-A", "worker.app:app", *args],
             cwd=ROOT,
             env={**os.environ, **self.env},
             stdout=log,
@@ -92,15 +94,16 @@ class Stack:
         return text in log_path.read_text(errors="replace")
 
     def start_worker(
-        self, name: str = "worker1", concurrency: int = 8, pool: str = "threads"
+        self, name: str = "worker1", concurrency: int = 8, pool: str = "threads", prefix: Sequence[str] = ()
     ) -> subprocess.Popen[bytes]:
-        """Start a worker on every queue and wait until it is ready."""
+        """Start a worker on every queue and wait until it is ready (`prefix`: run it through, say,
+        `ip netns exec HOST`)."""
         return self._start(
             name,
             [
                 "worker",
                 "-Q",
-                "send,status,control,callbacks",
+                ",".join(consumed_queues(self.env.get("OUTBOX_BROKER_URL", ""))),
                 "--pool",
                 pool,
                 "--concurrency",
@@ -113,6 +116,7 @@ class Stack:
                 "INFO",
             ],
             "ready.",
+            prefix,
         )
 
     def start_beat(self) -> subprocess.Popen[bytes]:
@@ -144,11 +148,10 @@ class Stack:
 @contextmanager
 def running_stack(env: dict[str, str], workdir: Path, workers: int = 1, beat: bool = True) -> Iterator[Stack]:
     """A stack with its worker(s) and beat running, stopped at exit. It starts on an empty broker
-    database: what an earlier deployment of this test run left in Redis (tasks, leases, workers'
+    and Redis: what an earlier deployment of this test run left there (tasks, leases, workers'
     notes) names messages of another database."""
     stack = Stack({**FAST_TIMINGS, **env}, workdir)
-    if "OUTBOX_BROKER_URL" in stack.env:
-        redis.Redis.from_url(stack.env["OUTBOX_BROKER_URL"]).flushdb()
+    empty_broker_and_redis(stack.env)
     try:
         for number in range(1, workers + 1):
             stack.start_worker(f"worker{number}")
@@ -157,6 +160,18 @@ def running_stack(env: dict[str, str], workdir: Path, workers: int = 1, beat: bo
         yield stack
     finally:
         stack.stop()
+
+
+def empty_broker_and_redis(env: dict[str, str]) -> None:
+    """Empty the deployment's Redis database, and its RabbitMQ queues when that is the broker."""
+    broker = env.get("OUTBOX_BROKER_URL")
+    redis_at = env.get("OUTBOX_REDIS_URL") or broker
+    if redis_at:
+        redis_client(redis_at).flushdb()
+    if broker and is_amqp(broker):
+        from tests.support.rabbitmq import purge
+
+        purge(broker)
 
 
 def report_state(report: dict[str, Any] | None) -> str | None:

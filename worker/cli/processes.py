@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from worker.cli.common import console, fail, ready_runtime
-from worker.infra.constants import CALLBACK_QUEUE, CONTROL_QUEUE, SEND_QUEUE, STATUS_QUEUE
+from worker.infra.brokers import consumed_queues
 
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 
@@ -56,8 +56,9 @@ def worker(
     """Run a worker on the send, status, control and callbacks queues (run one per core: see the README)."""
     from config.settings import get_settings
 
-    queues = ",".join((SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE, CALLBACK_QUEUE))
-    concurrency = concurrency or get_settings().worker_concurrency
+    settings = get_settings()
+    queues = ",".join(consumed_queues(settings.broker_url))  # RabbitMQ: a send queue per lane
+    concurrency = concurrency or settings.worker_concurrency
     # Several workers on one host (one per core) need names of their own, or Flower merges them.
     hostname = hostname or f"worker-{os.getpid()}@%h"
     # glibc gives each busy thread a malloc arena of its own; with 70-odd threads a worker's memory
@@ -195,6 +196,9 @@ def bench(
         0, help="Write N delivered texts on the line before measuring (a long history)."
     ),
     redis_db: int = typer.Option(15, help="Redis database number the bench uses; it must be empty."),
+    broker: str = typer.Option(
+        None, help="Measure on RabbitMQ: an amqp:// URL of a vhost with no outbox tasks (default: Redis)."
+    ),
     workdir: Path = typer.Option(Path(".outbox/bench"), help="Where the bench keeps its logs."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
 ) -> None:
@@ -223,6 +227,7 @@ def bench(
         recovery=recovery,
         history=history,
         redis_db=redis_db,
+        broker=broker,
         workdir=workdir,
     )
     progress = Console(stderr=True) if as_json else console

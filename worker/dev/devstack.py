@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import redis
 import requests
 
+from worker.infra.redis_client import redis_client
+
 
 class StackError(RuntimeError):
     """Something the stack needs is missing or did not start."""
@@ -115,7 +117,7 @@ def ensure_redis(stack: DevStack, url: str) -> str:
     """The broker URL to use: `url` if a Redis answers there, else a private redis-server started
     in the stack (when the binary is installed); otherwise say how to get one."""
     try:
-        redis.Redis.from_url(url, socket_timeout=2).ping()
+        redis_client(url, socket_timeout_s=2).ping()
         return url
     except redis.RedisError:
         pass
@@ -135,6 +137,6 @@ def ensure_redis(stack: DevStack, url: str) -> str:
 
 def _pings(url: str) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+        return bool(redis_client(url, socket_timeout_s=1).ping())
     except redis.RedisError:
         return False

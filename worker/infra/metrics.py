@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from worker.infra.broker import queue_lengths
+from worker.infra.brokers import BrokerView
 from worker.infra.constants import CONTROL_QUEUE, REDIS_PREFIX, SEND_QUEUE, STATUS_QUEUE
 from worker.store.models import utcnow
 from worker.store.reading import messages_by_state, oldest_waiting_by_line
@@ -81,7 +81,11 @@ class OutboxCollector(Collector):
     """Collects every outbox metric on each scrape, without touching the database."""
 
     def __init__(
-        self, redis: Redis, broker: Redis, figures: Callable[[], DatabaseFigures | None], started_at: float
+        self,
+        redis: Redis,
+        broker: BrokerView,
+        figures: Callable[[], DatabaseFigures | None],
+        started_at: float,
     ) -> None:
         self._redis = redis
         self._broker = broker
@@ -142,7 +146,7 @@ class OutboxCollector(Collector):
         family = GaugeMetricFamily(
             "outbox_queue_depth", "Tasks waiting in each broker queue.", labels=["queue"]
         )
-        for queue, length in queue_lengths(self._broker, [SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE]).items():
+        for queue, length in self._broker.queue_lengths([SEND_QUEUE, STATUS_QUEUE, CONTROL_QUEUE]).items():
             family.add_metric([queue], length)
         return family
 

@@ -7,6 +7,15 @@ goes faster than its rate however many hosts send for it, and no one waits holdi
 is published with its slot's countdown (always under a second or two, far below the broker's
 visibility timeout). The clock is Redis's, so hosts with skewed clocks agree. One call reserves for
 any number of lines, so a release run costs one round trip however many lines have work.
+
+Redis that fails over (Sentinel) replicates asynchronously: a replica promoted after its primary
+died may lack the last reservations, and would hand those slots out again. The script notes which
+server wrote last (its run id, in the epoch key); a server that finds another's note has just become
+the primary (or restarted from disk), and gives no slot sooner than one horizon from now to any
+line. Every slot the old primary handed out started within a horizon of its reservation, before the
+failover: none can overlap a new one (as long as the Redis hosts' clocks agree). A failover costs
+each line a pause of at most one horizon (a second). An emptied Redis (restarted with nothing kept,
+FLUSHDB) has no note and is not recognised: it may let a line go over its rate for one horizon.
 """
 
 from __future__ import annotations
@@ -16,21 +25,30 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from worker.infra.constants import RATE_KEY
+from worker.infra.constants import RATE_EPOCH_KEY, RATE_FLOOR_KEY, RATE_KEY
 
 # Written by hand: GCRA is a dozen lines, and it must be one atomic step in Redis.
-# ARGV: horizon, then per key: interval, n, and n costs. Returns one list of waits per key.
+# KEYS: the epoch key, the floor key, then one key per line. ARGV: horizon, then per line: interval,
+# n, and n costs. Returns one list of waits per line.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local horizon = tonumber(ARGV[1])
+local server = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local epoch = redis.call('GET', KEYS[1])
+if epoch and epoch ~= server then
+  redis.call('SET', KEYS[2], string.format('%.6f', now + horizon), 'PX', math.ceil(horizon * 1000) + 1000)
+end
+if epoch ~= server then redis.call('SET', KEYS[1], server) end
+local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
 local at = 2
 local out = {}
-for k = 1, #KEYS do
+for k = 3, #KEYS do
   local interval = tonumber(ARGV[at])
   local n = tonumber(ARGV[at + 1])
   local tat = tonumber(redis.call('GET', KEYS[k]) or '0')
   if tat < now then tat = now end
+  if tat < floor then tat = floor end
   local waits = {}
   for i = 1, n do
     if (tat - now) >= horizon then break end
@@ -41,7 +59,7 @@ for k = 1, #KEYS do
   if #waits > 0 then
     redis.call('SET', KEYS[k], string.format('%.6f', tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
   end
-  out[k] = waits
+  out[k - 2] = waits
 end
 return out
 """
@@ -88,7 +106,9 @@ class LineRateLimiter:
         args: list[float] = [horizon_s]
         for w in limited:
             args += [1.0 / w.rate_per_s, len(w.costs), *w.costs]
-        answers = self._reserve(keys=[f"{RATE_KEY}{w.line_id}" for w in limited], args=args)
+        answers = self._reserve(
+            keys=[RATE_EPOCH_KEY, RATE_FLOOR_KEY, *(f"{RATE_KEY}{w.line_id}" for w in limited)], args=args
+        )
         for w, answer in zip(limited, answers, strict=True):
             waits[w.line_id] = [float(wait) for wait in answer]
         return waits

@@ -16,7 +16,9 @@ from redis import Redis
 from sqlalchemy import Engine
 
 from config.settings import Settings, get_settings
+from worker.infra.brokers import BrokerView, broker_view
 from worker.infra.ratelimit import LineRateLimiter
+from worker.infra.redis_client import redis_client
 from worker.pipeline.retry import RetryPolicy
 from worker.planning import Limits
 from worker.store.db import make_engine, migrate
@@ -49,12 +51,12 @@ class Runtime:
     @cached_property
     def redis(self) -> Redis:
         """Redis for rate limits and locks (not the broker connection)."""
-        return Redis.from_url(self.settings.effective_redis_url, socket_timeout=5, health_check_interval=30)
+        return redis_client(self.settings.effective_redis_url)
 
     @cached_property
-    def broker(self) -> Redis:
-        """The broker's Redis, to see what it holds (the release job's check for lost sends)."""
-        return Redis.from_url(self.settings.broker_url, socket_timeout=5, health_check_interval=30)
+    def broker(self) -> BrokerView:
+        """What the broker holds (the release job's check for lost sends), Redis or RabbitMQ."""
+        return broker_view(self.settings.broker_url)
 
     @cached_property
     def limiter(self) -> LineRateLimiter:

@@ -26,6 +26,7 @@ from sqlmodel import Session
 
 from config.celery import RELEASE_EVERY_S
 from worker.infra.broker import send_priority
+from worker.infra.brokers import send_route
 from worker.infra.constants import REDIS_PREFIX, TASK_SEND
 from worker.infra.runtime import Runtime
 from worker.store.models import Line
@@ -87,14 +88,15 @@ class Outbox:
 
         with app.producer_or_acquire() as producer:
             for item in self.items:
+                route = send_route(app.conf.broker_url, item.priority) if item.task == TASK_SEND else {}
                 try:
                     app.send_task(
                         item.task,
                         args=[item.argument],
                         countdown=item.countdown_s if item.countdown_s > 0.01 else None,
-                        priority=item.priority,
                         producer=producer,
                         retry=retry,
+                        **route,
                     )
                 except Exception:  # broker down: the row's lease brings it back
                     if not retry:

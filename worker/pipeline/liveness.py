@@ -26,6 +26,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.infra.constants import REDIS_PREFIX
+from worker.infra.redis_client import await_replica
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +189,11 @@ def bury(redis: Redis, name: str) -> dict[str, list[int]]:
     """Declare a worker dead: it may never send again. Returns the ids it held, by kind of task."""
     keys = {kind: f"{HELD_KEY}{kind}:{name}" for kind in HELD_KINDS}
     held = {kind: sorted(int(i) for i in redis.smembers(key)) for kind, key in keys.items()}
-    pipe = redis.pipeline()
-    pipe.set(DEAD_KEY + name, "1", ex=TOMBSTONE_S)
-    pipe.delete(*keys.values(), MISSING_KEY + name)
-    pipe.execute()
+    with redis.client() as one:  # one connection: WAIT counts the writes of its own connection
+        one.set(DEAD_KEY + name, "1", ex=TOMBSTONE_S)  # the tombstone first: from now on it may not send
+        one.delete(*keys.values(), MISSING_KEY + name)
+        if not await_replica(one):  # a failover must not lose the tombstone and revive the worker
+            log.warning("no Redis replica confirmed worker %s's tombstone in time", name)
     return held
 
 

@@ -29,12 +29,10 @@ from redis.exceptions import RedisError
 from sqlmodel import Session
 
 from config.celery import RELEASE_EVERY_S
-from worker.infra.broker import message_ids_in
 from worker.infra.constants import (
     POLL_LEASE_KEY,
     RELEASE_QUEUED_KEY,
     RELEASE_RUNS_KEY,
-    SEND_QUEUE,
     TASK_POLL_LINE,
     TASK_RECONCILE,
 )
@@ -113,8 +111,8 @@ def _recover_lost_sends(session: Session, runtime: Runtime, now: datetime) -> in
     suspects = released_before(session, now - timedelta(seconds=LOST_AFTER_S))
     if not suspects:
         return 0
-    queued = message_ids_in(runtime.broker, SEND_QUEUE, LOST_AFTER_S)
-    if queued is None:
+    queued = runtime.broker.send_ids(LOST_AFTER_S)
+    if queued is None:  # RabbitMQ: a task is in its queue or a live worker's hands (brokers.AmqpBroker)
         return 0
     lost = suspects - queued - held_ids(runtime.redis, "send")
     if not lost:

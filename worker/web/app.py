@@ -9,13 +9,13 @@ from contextlib import asynccontextmanager
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from redis import Redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from worker.infra.brokers import BrokerView, broker_view
 from worker.infra.metrics import OutboxCollector
 from worker.infra.runtime import Runtime, get_runtime
 from worker.store.db import answers as database_answers
@@ -28,7 +28,7 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
     """The web app, bound to a runtime (the process's own by default)."""
     runtime = runtime or get_runtime()
     settings = runtime.settings
-    broker = Redis.from_url(settings.broker_url, socket_timeout=5)
+    broker = broker_view(settings.broker_url)
     refresher = FiguresRefresher(runtime.engine, settings.metrics_refresh_s)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(OutboxCollector(runtime.redis, broker, refresher.latest, time.monotonic()))
@@ -64,7 +64,7 @@ def _bearer_matches(request: Request, token: bytes) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8", "replace"), token)
 
 
-def _health(runtime: Runtime, broker: Redis) -> dict[str, bool]:
+def _health(runtime: Runtime, broker: BrokerView) -> dict[str, bool]:
     checks = {"database": database_answers(runtime.engine)}
     try:
         checks["broker"] = bool(broker.ping())

@@ -21,6 +21,7 @@ TARGETS = {
     "lines_last_accepted_s": 10.0,
     "recovery_s": 30.0,
     "worker_cpu_ms_per_text": 2.5,
+    "history_rate_ratio": 0.9,  # the blast with a long history, against an empty database
 }
 
 
@@ -47,11 +48,13 @@ class BenchResult:
     blast_per_s: float = 0.0  # a send_messages blast alone, enqueue to accepted
     blast_ratio: float = 0.0
     cpu_ms_per_text: dict[str, float] = field(default_factory=dict)  # in the blast, per delivered text
+    http_enqueue: dict[str, float] = field(default_factory=dict)  # POST /v1/messages, single and batch
     enqueue_to_provider: dict[str, float] = field(default_factory=dict)  # p50/p95/p99, idle line
     urgent_wait_s: dict[str, float] = field(default_factory=dict)  # an urgent text behind a blast
     lines_round: dict[str, Any] | None = None
     recovery: dict[str, Any] | None = None
     history: int = 0
+    history_effect: dict[str, Any] | None = None  # the blast on an empty database, then with the history
     memory_rounds: list[dict[str, Any]] = field(default_factory=list)
     targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
 
@@ -79,6 +82,16 @@ def print_result(result: BenchResult, console: Console, as_json: bool) -> None:
     table.add_row(
         "enqueue, one send_message call a text (texts/s)", f"{result.enqueue_single_per_s:,.0f}", ""
     )
+    if result.http_enqueue:
+        http = result.http_enqueue
+        table.add_row(
+            "enqueue over HTTP, one POST a text (requests/s)", f"{http['single_requests_per_s']:,.0f}", ""
+        )
+        table.add_row(
+            f"enqueue over HTTP, batches of {http['batch_size']} (texts/s)",
+            f"{http['batch_texts_per_s']:,.0f}",
+            "",
+        )
     table.add_row("time to final status p50 / p95 (s)", f"{result.final_p50_s} / {result.final_p95_s}", "")
     table.add_row(
         "provider calls per delivered text",
@@ -129,6 +142,18 @@ def _dispatcher_rows(table: Table, result: BenchResult) -> None:
         table.add_row("  provider calls per delivered text", f"{r['calls_per_delivered']}", "")
         table.add_row(
             "  release run p50 / max (s)", f"{r['release_run_p50_s']} / {r['release_run_max_s']}", ""
+        )
+    if result.history_effect:
+        h = result.history_effect
+        table.add_row(
+            f"blast with {result.history:,} delivered texts / empty (rate ratio)",
+            _mark(h["rate_ratio"], TARGETS["history_rate_ratio"]),
+            f">= {TARGETS['history_rate_ratio']}",
+        )
+        table.add_row(
+            "  worker CPU per text, empty / with history (ms)",
+            f"{h['worker_cpu_ms_empty']} / {h['worker_cpu_ms_with_history']}",
+            "",
         )
     if result.recovery:
         r, target = result.recovery, TARGETS["recovery_s"]

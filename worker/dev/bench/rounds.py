@@ -7,15 +7,14 @@ import time
 from dataclasses import dataclass
 
 import requests
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from worker.dev.bench.memory import peak_rss_mb
 from worker.dev.devstack import DevStack
 from worker.infra.runtime import Runtime
 from worker.producer.enqueue import TextRequest, enqueue, enqueue_many
-from worker.store.models import Message, Part
-from worker.store.states import FINAL_STATES, NOT_YET_ACCEPTED
+from worker.store import progress
+from worker.store.progress import Span
 
 LINE = "5556661234"
 PROVIDER_CALLS = ("message/send", "messaging/send", "message/get", "message/list", "conversation/get")
@@ -55,15 +54,12 @@ def measure_round(
     ids, single_per_s, bulk_per_s = _enqueue(runtime, count, singles, tag)
     span = (ids[0], ids[-1])  # the bench's own database: nobody else writes between them
     deadline = time.monotonic() + timeout_s
-    while _parts_not_accepted(runtime, span) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_accepted(runtime, span, timeout_s)
     sent_s = time.perf_counter() - started
     while _messages_not_final(runtime, span) and time.monotonic() < deadline:
         time.sleep(0.2)
     with Session(runtime.engine) as session:
-        rows = session.exec(
-            select(Message.state, Message.created_at, Message.final_at).where(col(Message.id).between(*span))
-        ).all()
+        rows = progress.timings(session, Span(*span))
     to_final = sorted((f - c).total_seconds() for _, c, f in rows if f is not None)
     delivered = sum(1 for state, _, _ in rows if state == "delivered")
     calls = provider_calls(base_url) - calls_before
@@ -100,18 +96,21 @@ def _enqueue(runtime: Runtime, count: int, singles: int, tag: str) -> tuple[list
     return ids, single_per_s, bulk_per_s
 
 
+def wait_accepted(runtime: Runtime, span: tuple[int, int], timeout_s: float) -> None:
+    """Until the provider accepted every part of the messages in `span` (or the time is up)."""
+    deadline = time.monotonic() + timeout_s
+    while _parts_not_accepted(runtime, span) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _parts_not_accepted(runtime: Runtime, span: tuple[int, int]) -> int:
-    unaccepted = [s.value for s in NOT_YET_ACCEPTED]
-    query = select(func.count()).where(col(Part.message_id).between(*span), col(Part.state).in_(unaccepted))
     with Session(runtime.engine) as session:
-        return int(session.exec(query).one())
+        return progress.parts_not_accepted(session, Span(*span))
 
 
 def _messages_not_final(runtime: Runtime, span: tuple[int, int]) -> int:
-    final = [s.value for s in FINAL_STATES]
-    query = select(func.count()).where(col(Message.id).between(*span), col(Message.state).not_in(final))
     with Session(runtime.engine) as session:
-        return int(session.exec(query).one())
+        return progress.messages_not_final(session, Span(*span))
 
 
 def _recipient(n: int) -> str:

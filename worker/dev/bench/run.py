@@ -16,9 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import redis
 import requests
 from rich.console import Console
 from sqlalchemy import create_engine, text
@@ -26,9 +24,11 @@ from sqlalchemy import create_engine, text
 from config.settings import settings_from
 from simulator.loadcheck import measure_send_rate
 from worker.dev.bench.baseline import baseline_rate
+from worker.dev.bench.brokers import bench_env, broker_label, empty_after
 from worker.dev.bench.cpu import cpu_s
+from worker.dev.bench.http import http_enqueue
 from worker.dev.bench.report import BenchResult
-from worker.dev.bench.rounds import LINE, measure_round
+from worker.dev.bench.rounds import LINE, Round, measure_round
 from worker.dev.bench.scenarios import (
     LATENCY_LINE,
     URGENT_LINE,
@@ -39,7 +39,7 @@ from worker.dev.bench.scenarios import (
     simulator_lines,
     urgent_behind_blast,
 )
-from worker.dev.devstack import DevStack, StackError, answers, ensure_redis, free_port
+from worker.dev.devstack import DevStack, answers, free_port
 from worker.infra.runtime import Runtime
 from worker.store.history import prefill_delivered
 from worker.store.models import utcnow
@@ -64,6 +64,7 @@ class BenchOptions:
     recovery: bool = False  # the kill -9 round
     history: int = 0  # delivered texts written on the main line before any round
     redis_db: int = 15
+    broker: str | None = None  # a RabbitMQ URL (Redis then keeps only rate limits and locks)
     workdir: Path = Path(".outbox/bench")
     timeout_s: float = 900.0
 
@@ -78,9 +79,7 @@ def run_bench(options: BenchOptions, console: Console) -> BenchResult:
             return _run(stack, options, database_url, database_kind, console)
     finally:
         stack.stop()
-        broker = stack.env.get("OUTBOX_BROKER_URL")
-        if broker:  # found empty at the start: what is there now is the bench's own
-            redis.Redis.from_url(broker).flushdb()
+        empty_after(stack.env)  # found empty at the start: what is there now is the bench's own
 
 
 def _exit_on_term(signum: int, _: object) -> None:
@@ -92,7 +91,9 @@ def _run(
 ) -> BenchResult:
     from config.settings import get_settings
 
-    broker = _empty_broker(stack, get_settings().broker_url, options.redis_db)
+    settings = get_settings()
+    configured = settings.redis_url or settings.broker_url  # the broker, when it is Redis
+    brokers = bench_env(stack, configured, options.redis_db, options.broker)
     sim_port = free_port()
     base_url = f"http://127.0.0.1:{sim_port}/"
     simulator = [sys.executable, "-m", "simulator", "--port", str(sim_port), "--quiet"]
@@ -107,26 +108,37 @@ def _run(
     baseline = baseline_rate(base_url, key, options.messages, threads)
     requests.post(base_url + "_sim/reset", timeout=10).raise_for_status()
 
-    stack.env = _env(options, broker, database_url, base_url, options.workdir)
+    stack.env = {**brokers, **_env(options, database_url, base_url, options.workdir)}
     runtime = _start_pipeline(stack, options)
     console.print(
         f"pipeline: {options.workers} worker process(es) x {options.concurrency} provider calls in flight, "
-        f"{database_kind}, {'webhooks' if options.webhooks else 'polling only'} ..."
+        f"{database_kind}, {broker_label(stack.env)}, "
+        f"{'webhooks' if options.webhooks else 'polling only'} ..."
     )
-    if options.history:
-        console.print(f"history: {options.history:,} delivered texts on the line first ...")
-        with runtime.engine.begin() as connection:
-            prefill_delivered(connection, _line_id(runtime), options.history, utcnow())
     measure_round(runtime, stack, base_url, 50, options.timeout_s, tag="Warm-up")  # not counted
+    before_history = None
+    if options.history:
+        console.print(f"history: a {options.messages}-text blast on an empty database, for comparison ...")
+        before_history = _blast(runtime, stack, base_url, options, "Blast before history")
+        console.print(f"history: {options.history:,} delivered texts on the line ...")
+        line_id = _line_id(runtime)  # before the transaction: SQLite has one writer at a time
+        with runtime.engine.begin() as connection:
+            prefill_delivered(connection, line_id, options.history, utcnow())
     main = measure_round(runtime, stack, base_url, options.messages, options.timeout_s)
     console.print(f"blast: {options.messages} texts from send_messages alone, CPU per text by role ...")
-    roles = _roles(stack)
-    cpu_before = {role: sum(cpu_s(pid) for pid in pids) for role, pids in roles.items()}
-    blast = measure_round(runtime, stack, base_url, options.messages, options.timeout_s, 0, "Blast")
-    cpu = {
-        role: round(1000 * (sum(cpu_s(pid) for pid in pids) - cpu_before[role]) / max(1, blast.delivered), 2)
-        for role, pids in roles.items()
-    }
+    blast, cpu = _blast(runtime, stack, base_url, options, "Blast")
+    history_effect = None
+    if before_history:
+        empty, empty_cpu = before_history
+        history_effect = {
+            "blast_per_s_empty": round(empty.pipeline_per_s, 1),
+            "blast_per_s_with_history": round(blast.pipeline_per_s, 1),
+            "rate_ratio": round(blast.pipeline_per_s / empty.pipeline_per_s, 3),
+            "worker_cpu_ms_empty": empty_cpu.get("worker"),
+            "worker_cpu_ms_with_history": cpu.get("worker"),
+        }
+    console.print("http: the same texts through POST /v1/messages, one a request and in batches ...")
+    http = http_enqueue(runtime, f"http://127.0.0.1:{stack.env['OUTBOX_WEB_PORT']}", options.timeout_s)
     console.print("latency: 30 lone texts on an idle line, send_message to the provider ...")
     latency = enqueue_to_provider(runtime, base_url)
     console.print("urgent: a high text 2 s after a blast (10/s behind 1,000; 1/s behind 5,000) ...")
@@ -151,7 +163,7 @@ def _run(
     return BenchResult(
         messages=options.messages,
         latency_ms=options.latency_ms,
-        database=database_kind,
+        database=f"{database_kind}, {broker_label(stack.env)}",
         webhooks=options.webhooks,
         workers=options.workers,
         concurrency=options.concurrency,
@@ -168,13 +180,29 @@ def _run(
         blast_per_s=round(blast.pipeline_per_s, 1),
         blast_ratio=round(blast.pipeline_per_s / baseline, 3),
         cpu_ms_per_text=cpu,
+        http_enqueue=http,
         enqueue_to_provider=latency,
         urgent_wait_s=urgent,
         lines_round=lines_round,
         recovery=recovered,
         history=options.history,
+        history_effect=history_effect,
         memory_rounds=memory_rounds,
     )
+
+
+def _blast(
+    runtime: Runtime, stack: DevStack, base_url: str, options: BenchOptions, tag: str
+) -> tuple[Round, dict[str, float]]:
+    """A blast from `send_messages` alone, and the CPU each role spent per delivered text in it."""
+    roles = _roles(stack)
+    cpu_before = {role: sum(cpu_s(pid) for pid in pids) for role, pids in roles.items()}
+    blast = measure_round(runtime, stack, base_url, options.messages, options.timeout_s, 0, tag)
+    cpu = {
+        role: round(1000 * (sum(cpu_s(pid) for pid in pids) - cpu_before[role]) / max(1, blast.delivered), 2)
+        for role, pids in roles.items()
+    }
+    return blast, cpu
 
 
 def _roles(stack: DevStack) -> dict[str, list[int | None]]:
@@ -187,30 +215,17 @@ def _roles(stack: DevStack) -> dict[str, list[int | None]]:
 
 
 def _line_id(runtime: Runtime) -> int:
-    from sqlmodel import Session, select
+    from sqlmodel import Session
 
-    from worker.store.models import Line
+    from worker.store.progress import line_id
 
     with Session(runtime.engine) as session:
-        return int(session.exec(select(Line.id).where(Line.phone == "+1" + LINE)).one() or 0)
+        return line_id(session, "+1" + LINE) or 0
 
 
 def _login(base_url: str) -> str:
     answer = requests.post(base_url + "user/login", data={"username": LINE, "password": PASSWORD}, timeout=10)
     return str(answer.json()["response"])
-
-
-def _empty_broker(stack: DevStack, configured: str, db: int) -> str:
-    """The configured Redis, on a database number of the bench's own that must be empty: the bench's
-    workers must not take a real deployment's tasks, nor leave theirs behind."""
-    parts = urlsplit(configured)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
-    url = ensure_redis(stack, url)
-    if redis.Redis.from_url(url).dbsize():
-        raise StackError(
-            f"Redis database {db} at {parts.netloc} is not empty: pass --redis-db N of an empty one"
-        )
-    return url
 
 
 @contextlib.contextmanager
@@ -235,11 +250,8 @@ def _database(options: BenchOptions) -> Iterator[tuple[str, str]]:
         admin.dispose()
 
 
-def _env(
-    options: BenchOptions, broker: str, database_url: str, base_url: str, workdir: Path
-) -> dict[str, str]:
+def _env(options: BenchOptions, database_url: str, base_url: str, workdir: Path) -> dict[str, str]:
     env = {
-        "OUTBOX_BROKER_URL": broker,
         "OUTBOX_DATABASE_URL": database_url,
         "ZIPWHIP_BASE_URL": base_url,
         "OUTBOX_LINE_RATE": "0",
@@ -247,8 +259,9 @@ def _env(
         "OUTBOX_BEAT_SCHEDULE_PATH": str((workdir / "celerybeat-schedule").resolve()),
         "OUTBOX_LOG_LEVEL": "WARNING",
     }
+    env["OUTBOX_WEB_PORT"] = str(free_port())  # webhooks and the HTTP API's figure
+    env["OUTBOX_API_REQUESTS_PER_S"] = "1000000"  # the bench measures the API, not its per-key limit
     if options.webhooks:
-        env["OUTBOX_WEB_PORT"] = str(free_port())
         env["OUTBOX_WEBHOOK_SECRET_KEY"] = WEBHOOK_KEY
     return env
 
@@ -267,9 +280,9 @@ def _start_pipeline(stack: DevStack, options: BenchOptions) -> Runtime:
     stack.start("beat", stack.outbox("beat", "--loglevel", "WARNING"), stack.log_contains("beat", "beat"))
     login_line(runtime, LINE, None, PASSWORD)
     log_in(runtime, [LATENCY_LINE, URGENT_LINE])
+    web_url = f"http://127.0.0.1:{stack.env['OUTBOX_WEB_PORT']}"
+    stack.start("web", stack.outbox("web"), answers(web_url + "/healthz"))
     if options.webhooks:
-        web_url = f"http://127.0.0.1:{stack.env['OUTBOX_WEB_PORT']}"
-        stack.start("web", stack.outbox("web"), answers(web_url + "/healthz"))
         admin = runtime.client.login(f"admin@{LINE}", PASSWORD)
         register_webhooks(runtime, admin, "+1" + LINE, web_url)
     return runtime

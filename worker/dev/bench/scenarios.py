@@ -15,8 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import requests
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from worker.dev.bench.rounds import provider_calls
 from worker.dev.devstack import DevStack
@@ -24,10 +23,10 @@ from worker.infra.constants import RELEASE_RUNS_KEY
 from worker.infra.runtime import Runtime
 from worker.lines import LineLogin, login_lines, set_rates
 from worker.producer.enqueue import TextRequest, enqueue, enqueue_many
+from worker.store import progress
 from worker.store.db import transaction
-from worker.store.models import Message, Part, utcnow
+from worker.store.models import utcnow
 from worker.store.record import cancel
-from worker.store.states import FINAL_STATES, NOT_YET_ACCEPTED
 
 PASSWORD = "demo"
 LATENCY_LINE = "5559100000"  # an idle line, a text at a time
@@ -199,32 +198,21 @@ def _wait(done: Any, timeout_s: float) -> None:
         time.sleep(0.05)
 
 
-def _count(runtime: Runtime, query: Any) -> int:
-    with Session(runtime.engine) as session:
-        return int(session.exec(query).one())
-
-
 def _not_accepted(runtime: Runtime, ids: list[int]) -> int:
-    unaccepted = [s.value for s in NOT_YET_ACCEPTED]
-    return _count(
-        runtime, select(func.count()).where(col(Part.message_id).in_(ids), col(Part.state).in_(unaccepted))
-    )
+    with Session(runtime.engine) as session:
+        return progress.parts_not_accepted(session, ids)
 
 
 def _sent(runtime: Runtime, ids: list[int]) -> int:
-    return _count(
-        runtime, select(func.count()).where(col(Part.message_id).in_(ids), col(Part.provider_id).is_not(None))
-    )
+    with Session(runtime.engine) as session:
+        return progress.parts_sent(session, ids)
 
 
 def _not_final(runtime: Runtime, ids: list[int]) -> int:
-    final = [s.value for s in FINAL_STATES]
-    return _count(
-        runtime, select(func.count()).where(col(Message.id).in_(ids), col(Message.state).not_in(final))
-    )
+    with Session(runtime.engine) as session:
+        return progress.messages_not_final(session, ids)
 
 
 def _delivered(runtime: Runtime, ids: list[int]) -> int:
-    return _count(
-        runtime, select(func.count()).where(col(Message.id).in_(ids), col(Message.state) == "delivered")
-    )
+    with Session(runtime.engine) as session:
+        return progress.messages_delivered(session, ids)

@@ -11,19 +11,12 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from worker.store.models import Message, Part
+from worker.store.progress import messages_and_kinds, state_counts
 from worker.store.states import FINAL_STATES, State
 
 ORDER = [s.value for s in State]
-
-
-def state_counts(session: Session) -> Counter[str]:
-    """Messages per state."""
-    rows = session.exec(select(Message.state, func.count()).group_by(Message.state)).all()
-    return Counter({state: count for state, count in rows})
 
 
 def _view(counts: Counter[str], total: int, progress: Progress, task: int, elapsed: float) -> Group:
@@ -68,14 +61,7 @@ class Outcome:
 
 def outcomes(session: Session, expected: dict[int, tuple[str, str]]) -> dict[int, Outcome]:
     """The final state, parts and time to final of every demo message."""
-    messages = session.exec(select(Message).where(col(Message.id).in_(list(expected)))).all()
-    kinds: dict[int, list[str]] = {}
-    for message_id, kind in session.exec(
-        select(Part.message_id, Part.kind)
-        .where(col(Part.message_id).in_(list(expected)))
-        .order_by(col(Part.position))
-    ).all():
-        kinds.setdefault(message_id, []).append(kind)
+    messages, kinds = messages_and_kinds(session, list(expected))
     result = {}
     for m in messages:
         seconds = (m.final_at - m.created_at).total_seconds() if m.final_at else None

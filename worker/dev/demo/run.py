@@ -16,6 +16,7 @@ from config.settings import Settings, get_settings, settings_from
 from worker.dev.demo.display import Outcome, outcomes, percentile, summary_table, watch
 from worker.dev.demo.scenario import DemoMessage, build_mix
 from worker.dev.devstack import DevStack, answers, ensure_redis, free_port
+from worker.infra.brokers import is_amqp
 from worker.infra.runtime import Runtime
 from worker.lines import login_line
 from worker.planning import PlanningError
@@ -58,7 +59,7 @@ def _print_how_to_reach(stack: DevStack, options: DemoOptions, console: Console)
     reach = {
         k: v
         for k, v in stack.env.items()
-        if k in ("OUTBOX_DATABASE_URL", "OUTBOX_BROKER_URL", "ZIPWHIP_BASE_URL")
+        if k in ("OUTBOX_DATABASE_URL", "OUTBOX_BROKER_URL", "OUTBOX_REDIS_URL", "ZIPWHIP_BASE_URL")
     }
     console.print(f"--keep: still running (logs in {options.workdir}/). To send to it, export:")
     console.print("  " + " ".join(f"{k}={v}" for k, v in reach.items()), soft_wrap=True)
@@ -72,12 +73,17 @@ def _start(stack: DevStack, options: DemoOptions, console: Console) -> tuple[Set
     console.print(
         "[bold]outbox demo[/bold]: starting Redis check, simulator, worker, beat, web and Flower ..."
     )
-    broker = ensure_redis(stack, get_settings().broker_url)
+    configured = get_settings()
+    if is_amqp(configured.broker_url):  # RabbitMQ carries the tasks; Redis keeps limits and locks
+        redis_url = ensure_redis(stack, configured.effective_redis_url)
+        brokers = {"OUTBOX_BROKER_URL": configured.broker_url, "OUTBOX_REDIS_URL": redis_url}
+    else:
+        brokers = {"OUTBOX_BROKER_URL": ensure_redis(stack, configured.broker_url)}
     sim_port, web_port = free_port(), free_port()
     flower_port = 5555 if _free(5555) else free_port()
     flower_auth = f"demo:{secrets.token_urlsafe(9)}"
     stack.env = {
-        "OUTBOX_BROKER_URL": broker,
+        **brokers,
         "OUTBOX_DATABASE_URL": f"sqlite:///{(options.workdir / 'outbox.db').resolve()}",
         "ZIPWHIP_BASE_URL": f"http://127.0.0.1:{sim_port}/",
         "OUTBOX_LINE_RATE": "20",
