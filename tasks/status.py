@@ -17,7 +17,7 @@ from worker.pipeline.reconcile import reconcile_step
 from worker.pipeline.retry import INFRASTRUCTURE_ERRORS
 from worker.pipeline.track import poll_line_step
 from worker.store.db import transaction
-from worker.store.models import Message
+from worker.store.reading import message_state
 
 _RETRY = {
     "autoretry_for": INFRASTRUCTURE_ERRORS,
@@ -54,8 +54,7 @@ def notify(message_id: int) -> str:
     with message_context(message_id):
         runtime = get_runtime()
         with transaction(runtime.engine) as session:
-            message = session.get(Message, message_id)
-            state = message.state if message else None
+            state = message_state(session, message_id)
         if state is None:
             return f"message {message_id}: not found"
         notify_final(runtime.settings.outcome_hook, message_id, state)

@@ -1,5 +1,5 @@
-"""Lines: logging one in (the password is used once and never stored) and pausing it when its
-session key stops working."""
+"""Lines: logging one in (the password is used once and never stored), many at once, and their
+rates. What the store keeps of a line is written by `worker.store.lines`."""
 
 from __future__ import annotations
 
@@ -7,16 +7,12 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
-
-from sqlmodel import Session, col, select, update
 
 from worker.infra.runtime import Runtime
 from worker.planning import PlanningError, Problem, normalize_number
+from worker.store import lines as stored
 from worker.store.db import transaction
 from worker.store.models import Line, utcnow
-from worker.store.schedule import resume_lines
-from worker.store.states import LineState
 from worker.zipwhip.errors import Classification, ProviderError
 
 log = logging.getLogger(__name__)
@@ -30,19 +26,8 @@ def login_line(runtime: Runtime, phone: str, username: str | None, password: str
     number = normalize_number(phone, field="line", limits=runtime.limits)
     username = username or number.removeprefix("+1")
     session_key = runtime.client.login(username, password)
-    now = utcnow()
     with transaction(runtime.engine) as session:
-        line = session.exec(select(Line).where(Line.phone == number)).first() or Line(
-            phone=number, username=username
-        )
-        replaced = line.session_key if line.session_key != session_key else None
-        line.username = username
-        line.session_key = session_key
-        line.state = LineState.ACTIVE
-        line.updated_at = now
-        session.add(line)
-        session.flush()
-        resume_lines(session, now, line.id)
+        line, replaced = stored.log_in(session, number, username, session_key, utcnow())
     if replaced:
         _log_out(runtime, replaced, number)
     return line
@@ -91,21 +76,10 @@ def login_lines(runtime: Runtime, logins: Sequence[LineLogin], concurrency: int 
         return list(pool.map(one, logins))
 
 
-def mark_needs_login(session: Session, line_id: int, refused_key: str, now: datetime) -> None:
-    """The provider refused the line's session key: pause the line until it logs in again, unless
-    the refused key is one the line has already replaced (`outbox line add` logs the old one out
-    while calls made with it may still be under way)."""
-    line = session.get(Line, line_id)
-    if line is not None and line.session_key == refused_key:
-        line.state = LineState.NEEDS_LOGIN
-        line.session_key = None
-        line.updated_at = now
-
-
 def list_lines(runtime: Runtime) -> list[Line]:
     """Every line, by number."""
     with transaction(runtime.engine) as session:
-        return list(session.exec(select(Line).order_by(col(Line.phone))).all())
+        return stored.all_lines(session)
 
 
 def set_rates(runtime: Runtime, phones: Sequence[str], rate_per_s: float | None) -> int:
@@ -115,9 +89,4 @@ def set_rates(runtime: Runtime, phones: Sequence[str], rate_per_s: float | None)
         raise PlanningError([Problem("rate", f"must be 0 (unlimited) or more, not {rate_per_s}")])
     numbers = [normalize_number(phone, field="line", limits=runtime.limits) for phone in phones]
     with transaction(runtime.engine) as session:
-        changed = session.exec(
-            update(Line)
-            .where(col(Line.phone).in_(numbers))
-            .values(rate_per_s=rate_per_s, updated_at=utcnow())
-        )
-        return changed.rowcount or 0
+        return stored.set_rates(session, numbers, rate_per_s, utcnow())

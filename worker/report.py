@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from worker.store.models import Attachment, Line, Message, Part, StatusEvent
+from worker.store.attachments import file_facts
+from worker.store.models import Line, Message, Part, StatusEvent
+from worker.store.reading import history_of, parts_of
 from worker.store.states import Priority, State
 from worker.zipwhip.codes import delivery_status, message_status
 
@@ -22,10 +24,8 @@ def message_report(session: Session, message_id: int) -> dict[str, Any] | None:
     if message is None:
         return None
     line = session.get(Line, message.line_id)
-    parts = session.exec(select(Part).where(Part.message_id == message_id).order_by(col(Part.position))).all()
-    events = session.exec(
-        select(StatusEvent).where(StatusEvent.message_id == message_id).order_by(col(StatusEvent.id))
-    ).all()
+    parts = parts_of(session, message_id)
+    events = history_of(session, message_id)
     return {
         "id": message.id,
         "state": message.state,
@@ -46,11 +46,7 @@ def message_report(session: Session, message_id: int) -> dict[str, Any] | None:
 
 
 def _part(session: Session, part: Part) -> dict[str, Any]:
-    files = session.exec(
-        select(Attachment.filename, Attachment.content_type, Attachment.size, Attachment.from_body)
-        .where(Attachment.part_id == part.id)
-        .order_by(col(Attachment.position))
-    ).all()
+    files = file_facts(session, part.id or 0)
     return {
         "position": part.position + 1,
         "kind": part.kind,
@@ -68,7 +64,10 @@ def _part(session: Session, part: Part) -> dict[str, Any]:
         "next_attempt_at": _iso(part.due_at) if part.state == State.RETRYING.value else None,
         "body_bytes": part.body_bytes,
         "payload_bytes": part.payload_bytes,
-        "files": [{"name": f[0], "type": f[1], "bytes": f[2], "from_body": f[3]} for f in files],
+        "files": [
+            {"name": f.filename, "type": f.content_type, "bytes": f.size, "from_body": f.from_body}
+            for f in files
+        ],
         "sent_at": _iso(part.sent_at),
         "final_at": _iso(part.final_at),
         "error": {"kind": part.error_kind, "code": part.error_code, "description": part.error_description}

@@ -15,9 +15,10 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from tests.support.services import throwaway_postgres
+from worker.pipeline.delivery import record_status
 from worker.store.db import make_engine, migrate, transaction
 from worker.store.models import Line, Message, Part, utcnow
-from worker.store.record import lock_message, record_delivery
+from worker.store.record import lock_message
 from worker.store.states import Source
 
 
@@ -63,10 +64,10 @@ def test_a_part_loaded_before_the_lock_is_read_again_under_it(postgres: Engine) 
             part = poll.exec(select(Part).where(Part.id == part_id)).one()
             locked = lock_message(poll, part.message_id)
             assert locked is not None
-            assert record_delivery(poll, locked, locked.parts[0], 4, 1003, Source.POLL, utcnow())
+            assert record_status(poll, locked, locked.parts[0], 4, 1003, Source.POLL, utcnow())
         locked = lock_message(late, stale.message_id)
         assert locked is not None and locked.parts[0] is stale
         assert stale.state == "delivered" and stale.status_code == 4
-        assert not record_delivery(late, locked, stale, 3, 1002, Source.WEBHOOK, utcnow())
+        assert not record_status(late, locked, stale, 3, 1002, Source.WEBHOOK, utcnow())
     with transaction(postgres) as session:
         assert session.exec(select(Part.status_code).where(Part.id == part_id)).one() == 4

@@ -20,13 +20,21 @@ from typing import Any
 
 import requests
 from redis import Redis
-from sqlalchemy import event, insert, inspect
-from sqlmodel import Session, col, select
+from sqlalchemy import event, inspect
+from sqlmodel import Session
 
 from worker.api.callback_url import networks, resolved_problem
 from worker.api.signing import SIGNATURE_HEADER, sign
 from worker.infra.constants import CALLBACK_LOCK_KEY, TASK_CALLBACK
-from worker.store.models import ApiKey, CallbackDelivery, Line, Message, utcnow
+from worker.store.callbacks import (
+    CallbackAddress,
+    add_deliveries,
+    delivery_failed,
+    finish_delivery,
+    lost_deliveries,
+    pending_deliveries,
+)
+from worker.store.models import CallbackDelivery, Message, utcnow
 from worker.store.states import FINAL_STATES, State
 
 log = logging.getLogger(__name__)
@@ -59,9 +67,7 @@ def _record_changes(session: Session, _context: Any) -> None:
         if added and wanted(obj.callback_events, obj.state):
             rows.append({"message_id": obj.id, "state": obj.state, "at": obj.updated_at or utcnow()})
     if rows:
-        for row in rows:
-            row.update(attempts=0, next_attempt_at=row["at"])
-        session.connection().execute(insert(CallbackDelivery), rows)
+        add_deliveries(session, rows)
         session.info.setdefault(_PENDING, set()).update(r["message_id"] for r in rows)
 
 
@@ -89,15 +95,6 @@ def publish(message_ids: list[int]) -> None:
 
 
 @dataclass(frozen=True)
-class Target:
-    """Where and how to tell about one message."""
-
-    url: str
-    secret: str
-    facts: dict[str, Any]  # what every event of the message says
-
-
-@dataclass(frozen=True)
 class Delivered:
     """What a run did: events told, and when it should run again (None: nothing is waiting)."""
 
@@ -115,7 +112,7 @@ def deliver(engine: Any, redis: Redis, settings: Any, message_id: int, http: req
 
 
 def _deliver(engine: Any, settings: Any, message_id: int, http: requests.Session) -> Delivered:
-    target, pending = _load(engine, message_id)
+    target, pending = pending_deliveries(engine, message_id)
     told = 0
     for delivery in pending:
         now = utcnow()
@@ -143,35 +140,7 @@ def _deliver(engine: Any, settings: Any, message_id: int, http: requests.Session
     return Delivered(told, None)
 
 
-def _load(engine: Any, message_id: int) -> tuple[Target | None, list[CallbackDelivery]]:
-    with Session(engine) as session:
-        pending = list(
-            session.exec(
-                select(CallbackDelivery)
-                .where(
-                    CallbackDelivery.message_id == message_id,
-                    col(CallbackDelivery.next_attempt_at).is_not(None),
-                )
-                .order_by(col(CallbackDelivery.id))
-            ).all()
-        )
-        message = session.get(Message, message_id)
-        if message is None or not message.callback_url or message.api_key_id is None:
-            return None, pending
-        key = session.get(ApiKey, message.api_key_id)
-        line = session.get(Line, message.line_id)
-        if key is None:
-            return None, pending
-        facts = {
-            "message_id": message.id,
-            "line": line.phone if line else None,
-            "to": message.recipient,
-            "metadata": message.meta,
-        }
-        return Target(message.callback_url, key.signing_secret, facts), pending
-
-
-def payload(target: Target, delivery: CallbackDelivery) -> bytes:
+def payload(target: CallbackAddress, delivery: CallbackDelivery) -> bytes:
     """The body of one event (compact JSON: what is signed is exactly what is sent)."""
     body = {
         "event_id": delivery.id,
@@ -183,7 +152,9 @@ def payload(target: Target, delivery: CallbackDelivery) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _post(http: requests.Session, target: Target, delivery: CallbackDelivery, timeout_s: float) -> str | None:
+def _post(
+    http: requests.Session, target: CallbackAddress, delivery: CallbackDelivery, timeout_s: float
+) -> str | None:
     body = payload(target, delivery)
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(target.secret, body)}
     try:
@@ -195,45 +166,20 @@ def _post(http: requests.Session, target: Target, delivery: CallbackDelivery, ti
 
 
 def _finish(engine: Any, delivery: CallbackDelivery, given_up: str | None = None) -> None:
-    with Session(engine) as session:
-        row = session.get(CallbackDelivery, delivery.id)
-        if row is None:
-            return
-        now = utcnow()
-        row.next_attempt_at = None
-        row.attempts += 1
-        if given_up:
-            row.gave_up_at, row.last_error = now, given_up
-            log.warning("status callback %s of message %s given up: %s", row.id, row.message_id, given_up)
-        else:
-            row.delivered_at = now
-        session.add(row)
-        session.commit()
+    found = finish_delivery(engine, delivery.id or 0, utcnow(), given_up)
+    if found and given_up:
+        log.warning(
+            "status callback %s of message %s given up: %s", delivery.id, delivery.message_id, given_up
+        )
 
 
 def _failed(engine: Any, delivery: CallbackDelivery, error: str, next_at: datetime) -> None:
-    with Session(engine) as session:
-        row = session.get(CallbackDelivery, delivery.id)
-        if row is None:
-            return
-        row.attempts += 1
-        row.last_error = error
-        row.next_attempt_at = next_at
-        session.add(row)
-        session.commit()
+    delivery_failed(engine, delivery.id or 0, error, next_at)
 
 
 def lost_messages(engine: Any, limit: int = 500) -> list[int]:
     """Messages with a delivery due for a while that no task has taken (its publish was lost)."""
-    before = utcnow() - timedelta(seconds=LOST_AFTER_S)
-    with Session(engine) as session:
-        rows = session.exec(
-            select(CallbackDelivery.message_id)
-            .where(col(CallbackDelivery.next_attempt_at) < before)
-            .distinct()
-            .limit(limit)
-        ).all()
-    return [int(r) for r in rows]
+    return lost_deliveries(engine, utcnow() - timedelta(seconds=LOST_AFTER_S), limit)
 
 
 @contextmanager

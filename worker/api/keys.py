@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
 
-from worker.store.models import ApiKey, utcnow
+from worker.store import api_keys as stored
+from worker.store.models import utcnow
 
 KEY_PREFIX = "obx_"  # lets secret scanners (and people) recognise a key
 SIGNING_PREFIX = "whsec_"
@@ -52,39 +52,27 @@ def create_key(engine: Engine, lines: Sequence[str] = (), name: str | None = Non
     """Make and store a key (scoped to `lines`, E.164, if any); returns it once."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     signing = SIGNING_PREFIX + secrets.token_urlsafe(32)
-    row = ApiKey(name=name, key_hash=key_hash(key), lines=sorted(set(lines)) or None, signing_secret=signing)
-    with Session(engine) as session:
-        session.add(row)
-        session.commit()
-        return NewKey(row.id or 0, key, signing)
+    key_id = stored.add_key(engine, name, key_hash(key), lines, signing)
+    return NewKey(key_id, key, signing)
 
 
 def list_keys(engine: Engine) -> list[dict[str, object]]:
     """Every key, without its secrets."""
-    with Session(engine) as session:
-        rows = session.exec(select(ApiKey).order_by(col(ApiKey.id))).all()
-        return [
-            {
-                "id": r.id,
-                "name": r.name,
-                "lines": r.lines,
-                "created_at": r.created_at.isoformat(),
-                "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
-            }
-            for r in rows
-        ]
+    return [
+        {
+            "id": r.id,
+            "name": r.name,
+            "lines": r.lines,
+            "created_at": r.created_at.isoformat(),
+            "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
+        }
+        for r in stored.all_keys(engine)
+    ]
 
 
 def revoke_key(engine: Engine, key_id: int) -> bool:
     """Revoke a key (at once: the next request with it is refused); False if there is no such live key."""
-    with Session(engine) as session:
-        row = session.get(ApiKey, key_id)
-        if row is None or row.revoked_at is not None:
-            return False
-        row.revoked_at = utcnow()
-        session.add(row)
-        session.commit()
-        return True
+    return stored.revoke(engine, key_id, utcnow())
 
 
 def authenticate(engine: Engine, authorization: str) -> Caller | None:
@@ -95,8 +83,7 @@ def authenticate(engine: Engine, authorization: str) -> Caller | None:
     if scheme.lower() != "bearer" or not given.startswith(KEY_PREFIX) or len(given) > 200:
         return None
     wanted = key_hash(given)
-    with Session(engine) as session:
-        row = session.exec(select(ApiKey).where(ApiKey.key_hash == wanted)).first()
+    row = stored.key_by_hash(engine, wanted)
     # Found by its hash already; the constant-time compare keeps it so should the look-up change.
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, wanted):
         return None
@@ -105,6 +92,4 @@ def authenticate(engine: Engine, authorization: str) -> Caller | None:
 
 def signing_secret(engine: Engine, key_id: int) -> str | None:
     """The secret that signs the status callbacks of messages sent with this key."""
-    with Session(engine) as session:
-        row = session.get(ApiKey, key_id)
-        return row.signing_secret if row else None
+    return stored.signing_secret_of(engine, key_id)

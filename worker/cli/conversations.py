@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from worker.cli.common import console, fail, print_json, ready_runtime
 from worker.inbound.sync import sync_line
@@ -12,7 +12,9 @@ from worker.infra.runtime import Runtime
 from worker.planning import PlanningError, normalize_number
 from worker.store.consent import lift, suppress, suppressed
 from worker.store.db import transaction
-from worker.store.models import Line, ProviderMessageRow, utcnow
+from worker.store.inbox import newest_texts
+from worker.store.lines import line_by_number
+from worker.store.models import Line, utcnow
 from worker.zipwhip.errors import ProviderError
 
 
@@ -28,7 +30,7 @@ def _line(session: Session, runtime: Runtime, phone: str) -> Line:
         number = normalize_number(phone, field="line", limits=runtime.limits)
     except PlanningError as error:
         fail(str(error))
-    line = session.exec(select(Line).where(Line.phone == number)).first()
+    line = line_by_number(session, number)
     if line is None:
         fail(f"unknown line {number}")
     return line
@@ -79,13 +81,7 @@ def inbox(
     directions = ["MO", "ZO"] if include_sent else ["MO"]
     with transaction(runtime.engine) as session:
         line = _line(session, runtime, phone)
-        rows = session.exec(
-            select(ProviderMessageRow)
-            .where(ProviderMessageRow.line_id == line.id)
-            .where(col(ProviderMessageRow.direction).in_(directions))
-            .order_by(col(ProviderMessageRow.id).desc())
-            .limit(limit)
-        ).all()
+        rows = newest_texts(session, line.id or 0, directions, limit)
         found = [
             {
                 "id": r.id,

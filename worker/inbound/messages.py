@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from worker.planning import PlanningError, normalize_number
+from worker.store.inbox import keep_once, provider_message
 from worker.store.models import Line, ProviderMessageRow
 from worker.zipwhip.results import ProviderMessage
 
@@ -34,7 +34,7 @@ def record_provider_message(
     session: Session, line: Line, message: ProviderMessage, source: str, now: datetime
 ) -> tuple[ProviderMessageRow | None, bool]:
     """Keep the message if it is new; returns (row, created). Repeats change nothing."""
-    existing = _stored(session, line, message.id)
+    existing = provider_message(session, line.id or 0, message.id)
     if existing is not None:
         return existing, False
     other = other_party(line, message)
@@ -53,20 +53,7 @@ def record_provider_message(
         recorded_at=now,
         source=source,
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:  # the same message reported twice at once
-        return _stored(session, line, message.id), False
-    return row, True
-
-
-def _stored(session: Session, line: Line, provider_id: str) -> ProviderMessageRow | None:
-    """The line's record of a provider message (ids are the provider's: look only on this line)."""
-    query = select(ProviderMessageRow).where(
-        ProviderMessageRow.line_id == line.id, ProviderMessageRow.provider_id == provider_id
-    )
-    return session.exec(query).first()
+    return keep_once(session, row)
 
 
 def inbound_view(row: ProviderMessageRow, line: Line) -> dict[str, object]:

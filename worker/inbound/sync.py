@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import select
-
 from worker.inbound.messages import record_provider_message
 from worker.inbound.optouts import apply_keyword
 from worker.infra.runtime import Runtime
+from worker.pipeline.delivery import record_status
 from worker.planning import normalize_number
 from worker.store.db import transaction
-from worker.store.models import Line, Message, Part, utcnow
-from worker.store.record import lock_message, record_delivery
+from worker.store.lines import line_by_number, recipients_of
+from worker.store.models import Line, utcnow
+from worker.store.record import lock_message
+from worker.store.sent import part_by_provider_id
 from worker.store.states import Source
 from worker.zipwhip.results import ProviderMessage
 
@@ -36,7 +37,7 @@ def sync_line(runtime: Runtime, phone: str, max_messages: int = 1000) -> SyncRep
     """Pull conversations (and each one's messages) into the store; push contacts if configured."""
     number = normalize_number(phone, field="line", limits=runtime.limits)
     with transaction(runtime.engine) as session:
-        line = session.exec(select(Line).where(Line.phone == number)).first()
+        line = line_by_number(session, number)
         if line is None or not line.session_key:
             raise LookupError(f"line {number} is not logged in: run `outbox line add {phone}` first")
         key, line_id = line.session_key, line.id or 0
@@ -70,13 +71,11 @@ def _keep(runtime: Runtime, line_id: int, message: ProviderMessage, report: Sync
     with transaction(runtime.engine) as session:
         line = session.get(Line, line_id)
         assert line is not None
-        part = session.exec(
-            select(Part).where(Part.line_id == line.id, Part.provider_id == message.id)
-        ).first()
+        part = part_by_provider_id(session, line_id, message.id)
         if part is not None:
             locked = lock_message(session, part.message_id)
             if locked and message.status_code is not None:
-                report.ours_updated += record_delivery(
+                report.ours_updated += record_status(
                     session, locked, part, message.status_code, message.message_status, Source.POLL, now
                 )
             return
@@ -89,9 +88,7 @@ def _keep(runtime: Runtime, line_id: int, message: ProviderMessage, report: Sync
 
 def _push_contacts(runtime: Runtime, line_id: int, key: str) -> int:
     with transaction(runtime.engine) as session:
-        recipients = session.exec(
-            select(Message.recipient).where(Message.line_id == line_id).distinct()
-        ).all()
+        recipients = recipients_of(session, line_id)
     for recipient in recipients:
         runtime.client.save_contact(key, recipient)
     return len(recipients)

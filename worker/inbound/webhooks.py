@@ -17,16 +17,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from worker.inbound.messages import other_party, record_provider_message
 from worker.inbound.optouts import apply_keyword
 from worker.infra.constants import TASK_INBOUND, TASK_NOTIFY
 from worker.infra.runtime import Runtime
+from worker.pipeline.delivery import record_status
 from worker.pipeline.dispatch import Outbox, try_dispatch
 from worker.store.db import transaction
-from worker.store.models import Line, Message, Part, utcnow
-from worker.store.record import lock_message, mark_sent, record_delivery
+from worker.store.lines import line_by_number
+from worker.store.models import Line, Part, utcnow
+from worker.store.record import lock_message, mark_sent
+from worker.store.sent import awaiting_answer, part_by_provider_id
 from worker.store.states import Source, State
 from worker.zipwhip import parse
 from worker.zipwhip.results import ProviderMessage, Webhook
@@ -81,7 +84,7 @@ def handle_event(runtime: Runtime, line_number: str, type_: str, event: str, pay
     message = parse_payload(payload, event)
     handled = Handled("")
     with transaction(runtime.engine) as session:
-        line = session.exec(select(Line).where(Line.phone == line_number)).first()
+        line = line_by_number(session, line_number)
         if line is None:
             raise LookupError(line_number)
         now = utcnow()
@@ -97,8 +100,7 @@ def handle_event(runtime: Runtime, line_number: str, type_: str, event: str, pay
 
 
 def _our_part(session: Session, line: Line, provider_id: str) -> Part | None:
-    query = select(Part).where(Part.line_id == line.id, Part.provider_id == provider_id)
-    return session.exec(query).first()
+    return part_by_provider_id(session, line.id or 0, provider_id)
 
 
 def _progress(session: Session, line: Line, message: ProviderMessage, now: datetime, outbox: Outbox) -> str:
@@ -107,7 +109,7 @@ def _progress(session: Session, line: Line, message: ProviderMessage, now: datet
         return "not one of ours (or not recorded yet: polling will see it)"
     locked = lock_message(session, part.message_id)
     assert locked is not None and message.status_code is not None
-    changed = record_delivery(
+    changed = record_status(
         session, locked, part, message.status_code, message.message_status, Source.WEBHOOK, now
     )
     if locked.newly_final:
@@ -122,18 +124,7 @@ def _sent(
     if _our_part(session, line, message.id) is not None:
         return "already known"
     other = other_party(line, message)
-    pending = (
-        session.exec(
-            select(Part)
-            .join(Message, col(Message.id) == Part.message_id)
-            .where(Part.line_id == line.id, col(Part.provider_id).is_(None))
-            .where(col(Part.state).in_([State.SENDING.value, State.UNKNOWN.value]))
-            .where(Message.recipient == other, Part.body == (message.body or ""))
-            .order_by(col(Part.claimed_at))
-        ).all()
-        if other
-        else []
-    )
+    pending = awaiting_answer(session, line.id or 0, other, message.body or "") if other else []
     unknown = next((p for p in pending if p.state == State.UNKNOWN.value), None)
     if unknown is None:
         if pending:

@@ -20,13 +20,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import Engine, func
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlmodel import Session
 
 from worker.infra.brokers import BrokerView
 from worker.infra.constants import CONTROL_QUEUE, REDIS_PREFIX, SEND_QUEUE, STATUS_QUEUE
-from worker.store.models import Line, Message, utcnow
-from worker.store.states import WAITING_STATES, State
+from worker.store.models import utcnow
+from worker.store.reading import messages_by_state, oldest_waiting_by_line
+from worker.store.states import State
 
 LATENCY_KEY = REDIS_PREFIX + "metrics:provider_latency"
 OUTCOMES_KEY = REDIS_PREFIX + "metrics:send_outcomes"  # outcome kind -> messages, since Redis began
@@ -72,16 +73,8 @@ class DatabaseFigures:
 
 def read_database_figures(engine: Engine) -> DatabaseFigures:
     """Two grouped queries; run by the refresher, never by a scrape."""
-    waiting = [s.value for s in WAITING_STATES]
     with Session(engine) as session:
-        by_state = dict(session.exec(select(Message.state, func.count()).group_by(Message.state)).all())
-        oldest = session.exec(
-            select(Line.phone, func.min(Message.created_at))
-            .join(Line, col(Line.id) == Message.line_id)
-            .where(col(Message.state).in_(waiting))
-            .group_by(Line.phone)
-        ).all()
-    return DatabaseFigures(by_state, {phone: when for phone, when in oldest if when is not None})
+        return DatabaseFigures(messages_by_state(session), oldest_waiting_by_line(session))
 
 
 class OutboxCollector(Collector):

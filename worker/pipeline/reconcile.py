@@ -14,17 +14,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from worker.callbacks import notify_final
 from worker.infra.runtime import Runtime
-from worker.lines import mark_needs_login
 from worker.pipeline.decide import Decision, Search, decide_search
+from worker.pipeline.delivery import record_status
 from worker.pipeline.dispatch import Outbox, try_dispatch
 from worker.store.db import transaction
+from worker.store.lines import mark_needs_login
 from worker.store.models import Line, Part, utcnow
-from worker.store.record import Locked, lock_message, mark_sent, move_part, record_delivery
+from worker.store.record import Locked, lock_message, mark_sent, move_part
 from worker.store.schedule import reconcile_again, send_again
+from worker.store.sent import provider_ids_since
 from worker.store.states import LineState, Source, State
 from worker.zipwhip.client import ZipwhipClient
 from worker.zipwhip.errors import ProviderError
@@ -84,18 +86,13 @@ def _wanted(session: Session, runtime: Runtime, message_id: int) -> Wanted | str
         return f"message {message_id}: reconciliation waits for the line to log in"
     attempt_at = part.claimed_at or part.unknown_since or utcnow()
     since = attempt_at - timedelta(seconds=runtime.settings.reconcile_window_s)  # clock skew
-    known = session.exec(
-        select(Part.provider_id).where(
-            Part.line_id == line.id, col(Part.provider_id).is_not(None), col(Part.sent_at) >= since
-        )
-    ).all()
     return Wanted(
         part_id=part.id or 0,
         session_key=line.session_key,
         recipient=locked.message.recipient,
         body=part.body,
         since=since,
-        known_ids=frozenset(p for p in known if p),
+        known_ids=provider_ids_since(session, line.id or 0, since),
     )
 
 
@@ -210,7 +207,7 @@ def _found(
         description,
     )
     if found.status_code is not None:
-        record_delivery(session, locked, part, found.status_code, found.message_status, Source.RECONCILE, now)
+        record_status(session, locked, part, found.status_code, found.message_status, Source.RECONCILE, now)
     line = session.get(Line, locked.message.line_id)
     if line is not None:
         try_dispatch(session, runtime, locked, line, now, outbox)

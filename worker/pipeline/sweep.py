@@ -16,15 +16,15 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from worker.callbacks import notify_final
 from worker.infra.constants import POLL_LEASE_KEY
 from worker.infra.runtime import Runtime
 from worker.pipeline.liveness import bury, holders, newly_dead
 from worker.store.db import transaction
-from worker.store.models import Message, Part, utcnow
-from worker.store.queue import claimed_by, claims_of
+from worker.store.models import utcnow
+from worker.store.queue import claimed_by, claims_of, claims_older_than, expired_unsent
 from worker.store.record import lock_messages, move_part
 from worker.store.schedule import reconcile_held, release_held, resume_lines, to_reconcile
 from worker.store.states import WAITING_STATES, Source, State
@@ -55,11 +55,7 @@ def sweep(runtime: Runtime, now: datetime | None = None) -> dict[str, int]:
 
 def _lost_claims(session: Session, runtime: Runtime, now: datetime) -> int:
     cutoff = now - timedelta(seconds=runtime.settings.claim_timeout_s)
-    stale = session.exec(
-        select(Part.message_id)
-        .where(Part.state == State.SENDING.value, col(Part.claimed_at) < cutoff)
-        .limit(SWEEP_LIMIT)
-    ).all()
+    stale = claims_older_than(session, cutoff, SWEEP_LIMIT)
     for locked in lock_messages(session, stale).values():
         part = locked.next_unaccepted()
         if part is None or part.state != State.SENDING.value:
@@ -71,12 +67,7 @@ def _lost_claims(session: Session, runtime: Runtime, now: datetime) -> int:
 
 
 def _expired(session: Session, now: datetime, finals: list[tuple[int, str]]) -> int:
-    expired = session.exec(
-        select(Part.message_id)
-        .join(Message, col(Message.id) == Part.message_id)
-        .where(col(Part.state).in_(_WAITING), col(Message.expires_at) <= now)
-        .limit(SWEEP_LIMIT)
-    ).all()
+    expired = expired_unsent(session, now, SWEEP_LIMIT)
     for message_id, locked in lock_messages(session, expired).items():
         part = locked.next_unaccepted()
         if part is None or part.state not in _WAITING:

@@ -7,15 +7,17 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from worker.callbacks import notify_final
 from worker.infra.runtime import Runtime
-from worker.lines import mark_needs_login
+from worker.pipeline.delivery import record_status
 from worker.store.db import transaction
+from worker.store.lines import mark_needs_login
 from worker.store.models import Line, Part, utcnow
-from worker.store.record import Locked, lock_messages, move_part, record_delivery
+from worker.store.record import Locked, lock_messages, move_part
 from worker.store.schedule import await_login_polls, schedule_next_poll, stop_polling
+from worker.store.sent import in_flight_with_ids, polls_due, sent_counts
 from worker.store.states import LineState, Source, State
 from worker.zipwhip.errors import Classification, ProviderError
 from worker.zipwhip.results import ProviderMessage
@@ -71,20 +73,14 @@ def _due(session: Session, runtime: Runtime, line_id: int, now: datetime) -> Due
     if line.state != LineState.ACTIVE or not line.session_key:
         await_login_polls(session, line_id)  # polling resumes when `outbox line add` logs the line in
         return f"line {line_id}: polling waits for the line to log in"
-    rows = session.exec(
-        select(Part.id, Part.message_id, Part.provider_id, Part.sent_at)
-        .where(Part.line_id == line_id, Part.state == State.SENT.value, col(Part.next_poll_at) <= now)
-        .where(col(Part.provider_id).is_not(None))
-        .order_by(col(Part.sent_at))
-        .limit(MAX_DUE_PER_POLL)
-    ).all()
+    rows = polls_due(session, line_id, now, MAX_DUE_PER_POLL)
     if not rows:
         return f"line {line_id}: nothing due"
-    oldest, newest = rows[0][3] or now, rows[-1][3] or now
+    oldest, newest = rows[0].sent_at or now, rows[-1].sent_at or now
     since_oldest, surely_newer = _sent_since(session, line_id, oldest, newest)
     return Due(
         session_key=line.session_key,
-        parts=[(part_id or 0, message_id, provider_id or "") for part_id, message_id, provider_id, _ in rows],
+        parts=[(due.part_id, due.message_id, due.provider_id) for due in rows],
         since=oldest - timedelta(seconds=runtime.settings.reconcile_window_s),
         skip=surely_newer,
         span=since_oldest - surely_newer,
@@ -96,13 +92,7 @@ def _sent_since(session: Session, line_id: int, oldest: datetime, newest: dateti
     after the newest (one index range: the recent ones only). Our clock orders texts sent at the
     same moment differently from the provider's (many calls are in flight at once and a batch is
     recorded together): only texts recorded well after the newest due one are surely listed above it."""
-    surely_after = newest + timedelta(seconds=ORDER_SKEW_S)
-    query = select(
-        func.count(),
-        func.count().filter(col(Part.sent_at) > surely_after),
-    ).where(Part.line_id == line_id, col(Part.sent_at) >= oldest)
-    since_oldest, newer = session.exec(query).one()
-    return int(since_oldest), int(newer)
+    return sent_counts(session, line_id, oldest, newest + timedelta(seconds=ORDER_SKEW_S))
 
 
 def _listed(runtime: Runtime, due: Due) -> tuple[dict[str, ProviderMessage], int]:
@@ -194,13 +184,9 @@ def _answers_for_listed(
     if not listed:
         return answers
     with transaction(runtime.engine) as session:
-        rows = session.exec(
-            select(Part.id, Part.message_id, Part.provider_id)
-            .where(Part.line_id == line_id, Part.state == State.SENT.value)
-            .where(col(Part.provider_id).in_(list(listed)))
-        ).all()
+        rows = in_flight_with_ids(session, line_id, listed)
     for part_id, message_id, provider_id in rows:
-        answers.setdefault(message_id, {})[part_id or 0] = listed[provider_id or ""]
+        answers.setdefault(message_id, {})[part_id] = listed[provider_id]
     return answers
 
 
@@ -244,7 +230,7 @@ def _apply_status(
     session: Session, locked: Locked, part: Part, answer: ProviderMessage, now: datetime
 ) -> None:
     assert answer.status_code is not None
-    record_delivery(session, locked, part, answer.status_code, answer.message_status, Source.POLL, now)
+    record_status(session, locked, part, answer.status_code, answer.message_status, Source.POLL, now)
 
 
 def _poll_failed(

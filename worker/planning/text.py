@@ -59,8 +59,3 @@ def _safe_start(text: str, index: int) -> int:
     """A cluster boundary at or before `index`, found near it (or 0)."""
     places = list(_SAFE_START.finditer(text, max(0, index - SAFE_SEARCH_CHARS), index))
     return places[-1].start() + 1 if places else 0
-
-
-def is_cluster_boundary(text: str, index: int) -> bool:
-    """True when `index` does not fall inside a grapheme cluster of `text`."""
-    return index in {0, len(text)} or any(m.end() == index for m in _CLUSTER.finditer(text))

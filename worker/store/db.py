@@ -79,6 +79,16 @@ def transaction(engine: Engine) -> Iterator[Session]:
         yield session
 
 
+def answers(engine: Engine) -> bool:
+    """Whether the database answers a trivial query now (the health check)."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration; safe when several processes start at once."""
     with engine.connect() as connection:

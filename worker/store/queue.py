@@ -232,5 +232,23 @@ def claimed_by(session: Session, workers: Iterable[str]) -> list[int]:
     return sorted(set(session.execute(query).scalars().all()))
 
 
+def claims_older_than(session: Session, cutoff: datetime, limit: int) -> list[int]:
+    """The messages with a part claimed for sending before `cutoff`: its worker died mid-call."""
+    query = select(col(Part.message_id)).where(
+        col(Part.state) == State.SENDING.value, col(Part.claimed_at) < cutoff
+    )
+    return list(session.execute(query.limit(limit)).scalars().all())
+
+
+def expired_unsent(session: Session, now: datetime, limit: int) -> list[int]:
+    """The messages past their `expires_at` with a part still waiting to be sent: not sent late."""
+    query = (
+        select(col(Part.message_id))
+        .join(Message, col(Message.id) == col(Part.message_id))
+        .where(col(Part.state).in_(_WAITING), col(Message.expires_at) <= now)
+    )
+    return list(session.execute(query.limit(limit)).scalars().all())
+
+
 def _aware(value: datetime, like: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=like.tzinfo)

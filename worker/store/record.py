@@ -16,11 +16,8 @@ from sqlmodel import Session, col, select, update
 import worker.api.callbacks  # noqa: F401  (every status writer keeps its messages' callback events)
 from worker.store.consent import suppress
 from worker.store.models import Message, Part, StatusEvent
-from worker.store.schedule import PollPolicy, schedule_sent, stop_polling, unschedule
+from worker.store.schedule import NOT_DUE, PollPolicy, schedule_sent, stop_polling, unschedule
 from worker.store.states import FINAL_STATES, NOT_YET_ACCEPTED, Source, State, can_move, derive_message_state
-from worker.zipwhip.codes import delivery_status, message_status
-
-OPTED_OUT_STATUS = 1110  # messageStatus "User Opted Out (STOP)"
 
 
 @dataclass
@@ -221,48 +218,45 @@ def refresh_message(locked: Locked, now: datetime) -> bool:
     return True
 
 
-def _progress_rank(status_code: int | None) -> int:
-    """How far along a delivery status is: unknown < in process < queued < final."""
-    if status_code is None:
-        return 0
-    info = delivery_status(status_code)
-    if info.final:
-        return 3
-    return {1: 1, 2: 2, 3: 2}.get(status_code, 0)
+@dataclass(frozen=True)
+class DeliveryReport:
+    """A delivery status the provider reported, its codes already read by the caller: the store
+    knows no provider's codes, only what they mean."""
+
+    status_code: int
+    message_status: int | None
+    description: str
+    advances: bool  # says more than the part's last status (a report never moves a part backwards)
+    final: bool
+    delivered: bool  # when final: delivered, else failed
+    opted_out_by: str | None = None  # the recipient opted out: the suppression's source
 
 
 def record_delivery(
-    session: Session,
-    locked: Locked,
-    part: Part,
-    status_code: int,
-    message_status_code: int | None,
-    source: Source,
-    now: datetime,
+    session: Session, locked: Locked, part: Part, report: DeliveryReport, source: Source, now: datetime
 ) -> bool:
-    """Record a delivery status seen by a poll or a webhook; never moves backwards.
+    """Record a delivery status seen by a poll, a webhook, a sync or a reconciliation.
 
-    Final codes end the part delivered or failed (with the messageStatus reason); transient ones
-    are kept as progress in the history. Duplicates and out-of-order reports change nothing.
+    Final ones end the part delivered or failed (with the reason); others are kept as progress in
+    the history. Duplicates and out-of-order reports (not `advances`) change nothing.
     """
     if State(part.state) in FINAL_STATES or State(part.state) not in (State.SENT, State.UNKNOWN):
         return False
-    if _progress_rank(status_code) <= _progress_rank(part.status_code):
+    if not report.advances:
         return False
-    part.status_code = status_code
-    part.message_status = message_status_code
-    if message_status_code == OPTED_OUT_STATUS:  # however we learn it: poll, webhook or sync
-        suppress(session, locked.message.line_id, locked.message.recipient, "status:1110", now, certain=True)
-    info = delivery_status(status_code)
-    reason = message_status(message_status_code).description if message_status_code is not None else None
-    description = f"{info.description}" + (f": {reason}" if reason else "")
-    if not info.final:
+    part.status_code = report.status_code
+    part.message_status = report.message_status
+    if report.opted_out_by:  # however we learn it: poll, webhook or sync
+        suppress(
+            session, locked.message.line_id, locked.message.recipient, report.opted_out_by, now, certain=True
+        )
+    if not report.final:
         state = State(part.state)
-        add_event(session, part, locked.message.id or 0, state, source, now, description=description)
+        add_event(session, part, locked.message.id or 0, state, source, now, description=report.description)
         return True
-    new = State.DELIVERED if info.state == "success" else State.FAILED
+    new = State.DELIVERED if report.delivered else State.FAILED
     stop_polling(part)
-    return move_part(session, locked, part, new, source, now, code=None, description=description)
+    return move_part(session, locked, part, new, source, now, code=None, description=report.description)
 
 
 def quarantine(session: Session, message_id: int, reason: str, source: Source, now: datetime) -> str | None:
@@ -274,9 +268,7 @@ def quarantine(session: Session, message_id: int, reason: str, source: Source, n
     ended = session.execute(
         update(Part)
         .where(col(Part.message_id) == message_id, waiting)
-        .values(
-            state=State.FAILED.value, final_at=now, due_at=None, dispatched_at=None, error_description=reason
-        )
+        .values(state=State.FAILED.value, final_at=now, error_description=reason, **NOT_DUE)
         .returning(col(Part.id)),
         execution_options={"synchronize_session": False},
     ).all()

@@ -194,6 +194,9 @@ def schedule_next_poll(part: Part, now: datetime, policy: PollPolicy) -> bool:
     return True
 
 
+NOT_DUE = {"due_at": None, "dispatched_at": None}  # a part no longer due for sending, in a bulk statement
+
+
 def unschedule(part: Part) -> None:
     """A final part is never looked at again."""
     part.due_at = part.dispatched_at = None

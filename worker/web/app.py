@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,6 +18,7 @@ from starlette.routing import Route
 from worker.infra.brokers import BrokerView, broker_view
 from worker.infra.metrics import OutboxCollector
 from worker.infra.runtime import Runtime, get_runtime
+from worker.store.db import answers as database_answers
 from worker.web.refresher import FiguresRefresher
 from worker.web.v1.routes import api_routes
 from worker.web.webhooks import hook_routes
@@ -65,13 +65,7 @@ def _bearer_matches(request: Request, token: bytes) -> bool:
 
 
 def _health(runtime: Runtime, broker: BrokerView) -> dict[str, bool]:
-    checks = {}
-    try:
-        with runtime.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        checks["database"] = True
-    except Exception:
-        checks["database"] = False
+    checks = {"database": database_answers(runtime.engine)}
     try:
         checks["broker"] = bool(broker.ping())
     except Exception:

@@ -53,16 +53,6 @@ class ProviderError(Exception):
         self.method = method
         super().__init__(str(self))
 
-    @property
-    def retryable(self) -> bool:
-        """True when the same call may simply be made again later."""
-        return self.classification is Classification.RETRYABLE
-
-    @property
-    def log_as_error(self) -> bool:
-        """Permanent and unparseable failures deserve an operator's eye; the rest are routine."""
-        return self.classification is Classification.PERMANENT or self.kind is ErrorKind.UNPARSEABLE
-
     def __str__(self) -> str:
         where = f"{self.method}: " if self.method else ""
         code = f" (code {self.code})" if self.code is not None else ""

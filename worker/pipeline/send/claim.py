@@ -7,11 +7,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from worker.pipeline.send.values import Claimed, Outcome
+from worker.store.attachments import files_to_send
 from worker.store.consent import suppressed_numbers
-from worker.store.models import Attachment, Line, Part
+from worker.store.lines import lines_by_id
+from worker.store.models import Line, Part
 from worker.store.queue import Turn, waiting_behind_earlier
 from worker.store.record import Locked, lock_messages, move_part
 from worker.store.schedule import await_login, release_again, take_claim, to_reconcile
@@ -57,8 +59,7 @@ def claim_all(
 
 def lines_of(session: Session, lockeds: Iterable[Locked]) -> Sequence[Line]:
     """The lines of these messages (one query)."""
-    line_ids = sorted({locked.message.line_id for locked in lockeds})
-    return session.exec(select(Line).where(col(Line.id).in_(line_ids))).all() if line_ids else []
+    return lines_by_id(session, (locked.message.line_id for locked in lockeds))
 
 
 def _before_checks(session: Session, locked: Locked, token: str, now: datetime) -> Part | Outcome:
@@ -161,10 +162,8 @@ def _with_files(session: Session, claims: list[Claimed]) -> list[Claimed]:
     mms = [c.part_id for c in claims if c.kind != "sms"]
     if not mms:
         return claims
-    files: dict[int, list[Upload]] = {}
-    rows = session.exec(
-        select(Attachment).where(col(Attachment.part_id).in_(mms)).order_by(col(Attachment.position))
-    )
-    for a in rows:
-        files.setdefault(a.part_id, []).append(Upload(a.filename, a.content_type, a.data))
+    files = {
+        part_id: [Upload(a.filename, a.content_type, a.data) for a in attachments]
+        for part_id, attachments in files_to_send(session, mms).items()
+    }
     return [replace(c, files=tuple(files.get(c.part_id, ()))) if c.part_id in files else c for c in claims]

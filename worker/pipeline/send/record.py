@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 from sqlmodel import Session
 
 from worker.infra.runtime import Runtime
-from worker.lines import mark_needs_login
 from worker.pipeline.decide import Decision, decide_send
 from worker.pipeline.dispatch import Outbox, try_dispatch
 from worker.pipeline.send.claim import lines_of
 from worker.pipeline.send.values import Accepted, Claimed, Outcome
 from worker.store.consent import suppress
+from worker.store.lines import mark_needs_login
 from worker.store.models import Line, Part
 from worker.store.record import Locked, lock_messages, mark_sent, move_part
 from worker.store.schedule import attempt_not_counted, await_login, retry_at, to_reconcile

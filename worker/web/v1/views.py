@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from worker.report import message_report
-from worker.store.models import Line, Message
+from worker.store.models import Message
+from worker.store.reading import PageFilter, messages_page, states_of
 from worker.store.states import Priority
 
 PAGE_DEFAULT = 50
@@ -44,12 +45,8 @@ def created_before(engine: Engine, message_id: int, moment: datetime) -> bool:
 
 def states(engine: Engine, ids: Sequence[int]) -> list[dict[str, Any]]:
     """Each message's id and state, in the order given (what a batch answers)."""
-    found: dict[int, str] = {}
     with Session(engine) as session:
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            rows = session.exec(select(Message.id, Message.state).where(col(Message.id).in_(chunk))).all()
-            found.update((int(n or 0), state) for n, state in rows)
+        found = states_of(session, ids)
     return [{"id": i, "state": found.get(i)} for i in ids]
 
 
@@ -64,18 +61,9 @@ def page(
     limit: int,
 ) -> dict[str, Any]:
     """Messages in id order after a cursor, filtered; and the cursor of the next page (None: last)."""
-    query = select(Message, Line.phone).join(Line, col(Line.id) == col(Message.line_id))
-    query = query.where(col(Message.id) > after_id)
-    if lines is not None:
-        query = query.where(col(Line.phone).in_(sorted(lines)))
-    if line is not None:
-        query = query.where(col(Line.phone) == line)
-    if state is not None:
-        query = query.where(col(Message.state) == state)
-    if since is not None:
-        query = query.where(col(Message.created_at) >= since)
+    wanted = PageFilter(lines, line, state, since)
     with Session(engine) as session:
-        rows = session.exec(query.order_by(col(Message.id)).limit(limit + 1)).all()
+        rows = messages_page(session, wanted, after_id, limit + 1)
     items = [_summary(message, phone) for message, phone in rows[:limit]]
     more = len(rows) > limit
     return {"messages": items, "next_cursor": str(items[-1]["id"]) if more and items else None}
