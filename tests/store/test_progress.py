@@ -59,5 +59,3 @@ def test_counts_follow_the_states_of_a_set_given_as_ids_or_a_span(engine: Engine
         messages, kinds = progress.messages_and_kinds(session, [sent, delivered])
         assert {m.id for m in messages} == {sent, delivered}
         assert kinds == {sent: ["mms", "sms"], delivered: ["sms"]}
-        assert progress.line_id(session, "+15556661234") == line_id
-        assert progress.line_id(session, "+15550000000") is None

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from worker.store.models import Line, Message, Part
+from worker.store.models import Message, Part
 from worker.store.states import FINAL_STATES, NOT_YET_ACCEPTED, State
 
 
@@ -81,8 +81,3 @@ def messages_and_kinds(session: Session, ids: list[int]) -> tuple[list[Message],
     for message_id, kind in session.exec(query).all():
         kinds.setdefault(message_id, []).append(kind)
     return messages, kinds
-
-
-def line_id(session: Session, phone: str) -> int | None:
-    """The id of the line with this E.164 number, if it is known."""
-    return session.exec(select(Line.id).where(Line.phone == phone)).first()

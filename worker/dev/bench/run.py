@@ -217,10 +217,11 @@ def _roles(stack: DevStack) -> dict[str, list[int | None]]:
 def _line_id(runtime: Runtime) -> int:
     from sqlmodel import Session
 
-    from worker.store.progress import line_id
+    from worker.store.lines import line_by_number
 
     with Session(runtime.engine) as session:
-        return line_id(session, "+1" + LINE) or 0
+        line = line_by_number(session, "+1" + LINE)
+        return line.id or 0 if line else 0
 
 
 def _login(base_url: str) -> str:
