@@ -30,6 +30,7 @@ class Admin:
             Route("/_sim/health", self.health),
             Route("/_sim/counters", self.counters),
             Route("/_sim/reset", self.reset, methods=["POST"]),
+            Route("/_sim/forget", self.forget, methods=["POST"]),
             Route("/_sim/faults", self.faults, methods=["GET", "PUT"]),
             Route("/_sim/script", self.script, methods=["POST"]),
             Route("/_sim/inbound", self.inbound, methods=["POST"]),
@@ -62,6 +63,10 @@ class Admin:
         """Forget everything but accounts and sessions."""
         self.world.reset()
         return JSONResponse({"ok": True})
+
+    async def forget(self, _: Request) -> Response:
+        """Forget the messages only: ids keep counting up, so none is ever handed out twice."""
+        return JSONResponse({"forgotten": self.world.forget_messages()})
 
     async def faults(self, request: Request) -> Response:
         """Read (GET) or partly change (PUT) the fault settings."""

@@ -108,6 +108,13 @@ class World:
             self.add_account(account)
         self.reset()
 
+    def forget_messages(self) -> int:
+        """Drop every message (a long benchmark's earlier rounds); returns how many there were."""
+        count = len(self.messages)
+        self.messages.clear()
+        self.by_line.clear()
+        return count
+
     def reset(self) -> None:
         """Forget messages, counters, scripts, opt-outs, hooks, contacts and fault changes."""
         self.faults: Faults = self.config.faults

@@ -122,6 +122,19 @@ def test_reset_forgets_messages_but_keeps_sessions(sim: SimulatorHandle) -> None
     assert sim.counters()["messages"] == 0 and send(sim, key, "+12065550104").status_code == 200
 
 
+def test_forget_drops_the_messages_but_never_hands_an_id_out_twice(sim: SimulatorHandle) -> None:
+    key = sim.login()
+    first = send(sim, key, "+12065550106").json()["response"]["root"]
+    calls = sim.counters()["calls"]["message/send"]
+    forgotten = requests.post(sim.base_url + "_sim/forget", timeout=5).json()["forgotten"]
+    assert forgotten >= 1 and sim.counters()["messages"] == 0
+    assert sim.counters()["calls"]["message/send"] == calls  # counters stay
+    listing = requests.get(sim.base_url + "message/list", params={"session": key}).json()["response"]
+    assert listing == []
+    second = send(sim, key, "+12065550106").json()["response"]["root"]
+    assert int(second) > int(first)
+
+
 def test_inbound_stop_and_start_change_the_opt_out(sim: SimulatorHandle) -> None:
     key = sim.login()
     assert sim.inbound(LINE, "+12065550105", "Stop")["optout"] == "stop"
