@@ -19,7 +19,7 @@ from worker.api.callbacks import backoff_s, deliver
 from worker.api.signing import sign, signature, verify
 from worker.store.db import transaction
 from worker.store.models import CallbackDelivery, utcnow
-from worker.store.record import lock_message, move_part
+from worker.store.record import lock_message, move_part, quarantine
 from worker.store.states import Source, State
 
 SECRET = "whsec_test"
@@ -158,3 +158,13 @@ def test_the_readme_verification_code_accepts_our_signature_and_nothing_else() -
     assert namespace["verify"](SECRET, sign(SECRET, body), body)
     assert not namespace["verify"](SECRET, sign(SECRET, body), body + b"x")
     assert not namespace["verify"](SECRET, sign(SECRET, body, now=1_000), body)
+
+
+def test_a_quarantined_message_is_told_as_failed(api: Api) -> None:
+    with receiving() as receiver:
+        message_id = _send(api, receiver, "final")
+        with transaction(api.runtime.engine) as session:  # plain statements: no flush sees the change
+            assert quarantine(session, message_id, "could not be claimed", Source.SEND, utcnow()) == "failed"
+        _deliver(api, message_id)
+        [event] = receiver.events()
+        assert event["state"] == "failed" and event["message_id"] == message_id

@@ -29,6 +29,7 @@ from worker.infra.constants import CALLBACK_LOCK_KEY, TASK_CALLBACK
 from worker.store.callbacks import (
     CallbackAddress,
     add_deliveries,
+    callback_wish,
     delivery_failed,
     finish_delivery,
     lost_deliveries,
@@ -69,6 +70,14 @@ def _record_changes(session: Session, _context: Any) -> None:
     if rows:
         add_deliveries(session, rows)
         session.info.setdefault(_PENDING, set()).update(r["message_id"] for r in rows)
+
+
+def note_plain_change(session: Session, message_id: int, state: State, at: datetime) -> None:
+    """A state written by a plain statement (`quarantine`), which the flush listener cannot see."""
+    url, events = callback_wish(session, message_id)
+    if url and wanted(events, state):
+        add_deliveries(session, [{"message_id": message_id, "state": state.value, "at": at}])
+        session.info.setdefault(_PENDING, set()).add(message_id)
 
 
 @event.listens_for(Session, "after_commit")

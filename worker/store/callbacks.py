@@ -30,6 +30,15 @@ def add_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     session.connection().execute(insert(CallbackDelivery), due)
 
 
+def callback_wish(session: Session, message_id: int) -> tuple[str | None, str | None]:
+    """The message's callback URL and the events it asked for (columns only: safe on a row the
+    code cannot otherwise read)."""
+    row = session.exec(
+        select(Message.callback_url, Message.callback_events).where(Message.id == message_id)
+    ).first()
+    return (row[0], row[1]) if row else (None, None)
+
+
 def pending_deliveries(
     engine: Engine, message_id: int
 ) -> tuple[CallbackAddress | None, list[CallbackDelivery]]:

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import event, insert
 from sqlmodel import Session, col, select, update
 
-import worker.api.callbacks  # noqa: F401  (every status writer keeps its messages' callback events)
+import worker.api.callbacks
 from worker.store.consent import suppress
 from worker.store.models import Message, Part, StatusEvent
 from worker.store.schedule import NOT_DUE, PollPolicy, schedule_sent, stop_polling, unschedule
@@ -280,6 +280,7 @@ def quarantine(session: Session, message_id: int, reason: str, source: Source, n
         .values(state=State.FAILED.value, final_at=now, updated_at=now, error_description=reason),
         execution_options={"synchronize_session": False},
     )
+    worker.api.callbacks.note_plain_change(session, message_id, State.FAILED, now)
     for (part_id,) in ended:
         _events(session).append(
             {
