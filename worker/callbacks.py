@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session
 
 from worker.inbound.messages import inbound_view
-from worker.store.models import Line, ProviderMessageRow
+from worker.store.inbox import received_row
+from worker.store.lines import line_of
 
 if TYPE_CHECKING:
     from worker.infra.runtime import Runtime
@@ -45,8 +46,8 @@ def notify_inbound(runtime: Runtime, row_id: int) -> None:
             app.send_task(hook, args=[row_id])
             return
         with Session(runtime.engine) as session:
-            row = session.get(ProviderMessageRow, row_id)
-            line = session.get(Line, row.line_id) if row else None
+            row = received_row(session, row_id)
+            line = line_of(session, row.line_id) if row else None
             if row is None or line is None:
                 return
             view = inbound_view(row, line)

@@ -8,8 +8,9 @@ from typing import Any
 from sqlmodel import Session
 
 from worker.store.attachments import file_facts
-from worker.store.models import Line, Message, Part, StatusEvent
-from worker.store.reading import history_of, parts_of
+from worker.store.lines import line_of
+from worker.store.models import Part, StatusEvent
+from worker.store.reading import history_of, message_of, parts_of
 from worker.store.states import Priority, State
 from worker.zipwhip.codes import delivery_status, message_status
 
@@ -20,10 +21,10 @@ def _iso(value: datetime | None) -> str | None:
 
 def message_report(session: Session, message_id: int) -> dict[str, Any] | None:
     """Everything known about one message, as plain data; None if there is no such message."""
-    message = session.get(Message, message_id)
+    message = message_of(session, message_id)
     if message is None:
         return None
-    line = session.get(Line, message.line_id)
+    line = line_of(session, message.line_id)
     parts = parts_of(session, message_id)
     events = history_of(session, message_id)
     return {

@@ -12,8 +12,8 @@ from worker.infra.runtime import Runtime
 from worker.pipeline.delivery import record_status
 from worker.planning import normalize_number
 from worker.store.db import transaction
-from worker.store.lines import line_by_number, recipients_of
-from worker.store.models import Line, utcnow
+from worker.store.lines import line_by_number, line_of, recipients_of
+from worker.store.models import utcnow
 from worker.store.record import lock_message
 from worker.store.sent import part_by_provider_id
 from worker.store.states import Source
@@ -69,7 +69,7 @@ def _fingerprints(runtime: Runtime, key: str, max_messages: int) -> list[str]:
 def _keep(runtime: Runtime, line_id: int, message: ProviderMessage, report: SyncReport) -> None:
     now = utcnow()
     with transaction(runtime.engine) as session:
-        line = session.get(Line, line_id)
+        line = line_of(session, line_id)
         assert line is not None
         part = part_by_provider_id(session, line_id, message.id)
         if part is not None:

@@ -22,8 +22,8 @@ from worker.pipeline.decide import Decision, Search, decide_search
 from worker.pipeline.delivery import record_status
 from worker.pipeline.dispatch import Outbox, try_dispatch
 from worker.store.db import transaction
-from worker.store.lines import mark_needs_login
-from worker.store.models import Line, Part, utcnow
+from worker.store.lines import line_of, mark_needs_login
+from worker.store.models import Part, utcnow
 from worker.store.record import Locked, lock_message, mark_sent, move_part
 from worker.store.schedule import reconcile_again, send_again
 from worker.store.sent import provider_ids_since
@@ -79,7 +79,7 @@ def _wanted(session: Session, runtime: Runtime, message_id: int) -> Wanted | str
     part = _unknown_part(locked) if locked else None
     if locked is None or part is None:
         return f"message {message_id}: nothing to reconcile"
-    line = session.get(Line, locked.message.line_id)
+    line = line_of(session, locked.message.line_id)
     assert line is not None
     if line.state != LineState.ACTIVE or not line.session_key:
         reconcile_again(part, None)
@@ -208,6 +208,6 @@ def _found(
     )
     if found.status_code is not None:
         record_status(session, locked, part, found.status_code, found.message_status, Source.RECONCILE, now)
-    line = session.get(Line, locked.message.line_id)
+    line = line_of(session, locked.message.line_id)
     if line is not None:
         try_dispatch(session, runtime, locked, line, now, outbox)

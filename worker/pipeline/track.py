@@ -13,8 +13,8 @@ from worker.callbacks import notify_final
 from worker.infra.runtime import Runtime
 from worker.pipeline.delivery import record_status
 from worker.store.db import transaction
-from worker.store.lines import mark_needs_login
-from worker.store.models import Line, Part, utcnow
+from worker.store.lines import line_of, mark_needs_login
+from worker.store.models import Part, utcnow
 from worker.store.record import Locked, lock_messages, move_part
 from worker.store.schedule import await_login_polls, schedule_next_poll, stop_polling
 from worker.store.sent import in_flight_with_ids, polls_due, sent_counts
@@ -67,7 +67,7 @@ def poll_line_step(runtime: Runtime, line_id: int) -> str:
 
 def _due(session: Session, runtime: Runtime, line_id: int, now: datetime) -> Due | str:
     """What is due on the line, or why nothing will be polled."""
-    line = session.get(Line, line_id)
+    line = line_of(session, line_id)
     if line is None:
         return f"line {line_id}: not found"
     if line.state != LineState.ACTIVE or not line.session_key:

@@ -11,6 +11,11 @@ from sqlmodel import Session, col, select
 from worker.store.models import ProviderMessageRow
 
 
+def received_row(session: Session, row_id: int) -> ProviderMessageRow | None:
+    """A provider message the outbox keeps, by its own id."""
+    return session.get(ProviderMessageRow, row_id)
+
+
 def provider_message(session: Session, line_id: int, provider_id: str) -> ProviderMessageRow | None:
     """The line's record of a provider message, if it has one."""
     query = select(ProviderMessageRow).where(

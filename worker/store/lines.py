@@ -16,6 +16,11 @@ from worker.store.schedule import resume_lines
 from worker.store.states import LineState
 
 
+def line_of(session: Session, line_id: int) -> Line | None:
+    """The line with this id (from the session's identity map when it is loaded already)."""
+    return session.get(Line, line_id)
+
+
 def line_by_number(session: Session, number: str) -> Line | None:
     """The line with this number (E.164), if the outbox knows it."""
     return session.exec(select(Line).where(Line.phone == number)).first()

@@ -15,6 +15,11 @@ from worker.store.states import WAITING_STATES, State
 STATES_CHUNK = 1000  # ids per IN list when reading a batch's states
 
 
+def message_of(session: Session, message_id: int) -> Message | None:
+    """The message with this id, if there is one."""
+    return session.get(Message, message_id)
+
+
 def message_state(session: Session, message_id: int) -> State | None:
     """The message's state, or None if there is no such message."""
     message = session.get(Message, message_id)

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from worker.report import message_report
 from worker.store.models import Message
-from worker.store.reading import PageFilter, messages_page, states_of
+from worker.store.reading import PageFilter, message_of, messages_page, states_of
 from worker.store.states import Priority
 
 PAGE_DEFAULT = 50
@@ -24,7 +24,7 @@ def message_view(engine: Engine, message_id: int, lines: frozenset[str] | None) 
     lines sees nothing of the others: not even that a message exists)."""
     with Session(engine) as session:
         report = message_report(session, message_id)
-        message = session.get(Message, message_id) if report else None
+        message = message_of(session, message_id) if report else None
     if report is None or message is None or (lines is not None and report["line"] not in lines):
         return None
     report["status_callback"] = (
@@ -36,7 +36,7 @@ def message_view(engine: Engine, message_id: int, lines: frozenset[str] | None) 
 def created_before(engine: Engine, message_id: int, moment: datetime) -> bool:
     """True if the message was recorded before `moment` (an idempotent replay found it)."""
     with Session(engine) as session:
-        message = session.get(Message, message_id)
+        message = message_of(session, message_id)
     if message is None:
         return False
     created = message.created_at
