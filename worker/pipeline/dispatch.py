@@ -220,7 +220,10 @@ def try_dispatch(
         return False
     cost = [send_cost(runtime, part.kind)]
     rate = line_rate(runtime, line.rate_per_s)
-    waits = runtime.limiter.reserve(line.id or 0, rate, 1, RELEASE_EVERY_S, cost)
+    try:
+        waits = runtime.limiter.reserve(line.id or 0, rate, 1, RELEASE_EVERY_S, cost)
+    except RedisError:  # an answer being recorded must not fail for it: the release job sends it
+        return False
     if not waits:
         return False
     lease_part(part, now, runtime.settings.release_lease_s)
