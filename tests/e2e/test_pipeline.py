@@ -112,8 +112,11 @@ def test_three_images_go_as_two_mms_in_order(deployment: Deployment) -> None:
 def test_stop_rejects_the_message_and_every_later_one_without_a_provider_call(deployment: Deployment) -> None:
     to = fresh_recipient()
     deployment.simulator.script(to, outcomes=["code:-1234", "ok", "ok"])
-    first = send_message(DEMO_LINE, to, "Hello")
-    second = send_message(DEMO_LINE, to, "Hello again")  # queued behind the first: same recipient
+    # One call records both before either is sent (two calls race the first's at-commit dispatch and
+    # its STOP answer); the second waits behind the first: same recipient.
+    first, second = send_messages(
+        [{"line": DEMO_LINE, "to": to, "body": "Hello"}, {"line": DEMO_LINE, "to": to, "body": "Hello again"}]
+    )
     report = deployment.wait_final(first)
     assert report["state"] == "rejected" and report["error"]["code"] == -1234
     later = deployment.wait_final(second)
