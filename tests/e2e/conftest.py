@@ -16,15 +16,17 @@ from typing import Any
 import pytest
 import requests
 from PIL import Image
+from sqlmodel import Session
 
 from tests.support.services import throwaway_postgres
 from tests.support.simulator import SimulatorHandle, free_port, run_simulator
 from tests.support.stack import ROOT, Stack, running_stack, wait_for
 from worker.app import configure
 from worker.infra.runtime import Runtime, get_runtime
-from worker.lines import login_line
+from worker.lines import login_line, set_rates
 from worker.planning import FileInput
 from worker.report import message_report
+from worker.store import progress
 from worker.store.db import make_engine, migrate, transaction
 from worker.store.states import FINAL_STATES
 
@@ -104,6 +106,15 @@ class Deployment:
         """What the outcome hook was told, one "id state" per line."""
         path = self.stack.workdir / "outcomes.txt"
         return path.read_text().splitlines() if path.exists() else []
+
+    def accepted(self, message_ids: list[int]) -> int:
+        """How many parts of these messages the provider has accepted (given an id)."""
+        with Session(self.runtime.engine) as session:
+            return progress.parts_sent(session, message_ids)
+
+    def set_rate(self, rate_per_s: float | None) -> None:
+        """The demo line's own rate (0: unlimited; None: back to the setting's)."""
+        set_rates(self.runtime, [DEMO_LINE], rate_per_s)
 
     def sends_to(self, recipient: str) -> list[dict[str, Any]]:
         """What the provider recorded as sent to this recipient (one entry per distinct send)."""

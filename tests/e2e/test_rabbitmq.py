@@ -7,8 +7,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import update
-from sqlmodel import Session, col, func, select
 
 from tasks import send_message, send_messages
 from tests.e2e.conftest import DEMO_LINE, Deployment, deploy, fresh_recipient
@@ -16,7 +14,6 @@ from tests.support.rabbitmq import rabbitmqctl, vhost_of
 from tests.support.simulator import SimulatorHandle, run_simulator
 from tests.support.stack import wait_for
 from worker.infra.brokers import LANE_QUEUES
-from worker.store.models import Line, Part
 
 pytestmark = pytest.mark.e2e
 
@@ -54,24 +51,24 @@ def test_texts_go_through_durable_quorum_queues(deployment: Deployment) -> None:
 
 
 def test_an_urgent_text_overtakes_a_blast_on_its_line(deployment: Deployment) -> None:
-    _set_rate(deployment, 10.0)
+    deployment.set_rate(10.0)
     try:
         blast = send_messages(
             {"line": DEMO_LINE, "to": fresh_recipient(), "body": f"Our autumn sale, {n}"} for n in range(300)
         )
-        wait_for(lambda: _accepted(deployment, blast) >= 20, 60, 0.1, "the blast to be under way")
+        wait_for(lambda: deployment.accepted(blast) >= 20, 60, 0.1, "the blast to be under way")
         to = fresh_recipient()
         started = time.monotonic()
         send_message(DEMO_LINE, to, "Your code is 4711", priority="high")
         wait_for(lambda: deployment.sends_to(to), 30, 0.05, "the urgent text to reach the provider")
         waited = time.monotonic() - started
-        behind = len(blast) - _accepted(deployment, blast)
+        behind = len(blast) - deployment.accepted(blast)
         print(f"\nRabbitMQ, urgent behind a blast at 10/s: sent after {waited:.2f} s, {behind} queued")
         assert behind > 150  # it did not wait for the blast
     finally:
-        _set_rate(deployment, 0.0)  # let the rest of the blast go before the next test
-        wait_for(lambda: _accepted(deployment, blast) == len(blast), 120, 0.5, "the blast to end")
-        _set_rate(deployment, None)
+        deployment.set_rate(0.0)  # let the rest of the blast go before the next test
+        wait_for(lambda: deployment.accepted(blast) == len(blast), 120, 0.5, "the blast to end")
+        deployment.set_rate(None)
 
 
 def test_metrics_read_the_queue_depths_and_health_from_rabbitmq(deployment: Deployment) -> None:
@@ -83,15 +80,3 @@ def test_metrics_read_the_queue_depths_and_health_from_rabbitmq(deployment: Depl
     assert health.status_code == 200 and health.json() == {"database": True, "broker": True}
     for queue in ("send", "status", "control"):
         assert f'outbox_queue_depth{{queue="{queue}"}}' in text
-
-
-def _accepted(deployment: Deployment, ids: list[int]) -> int:
-    with Session(deployment.runtime.engine) as session:
-        query = select(func.count()).where(col(Part.message_id).in_(ids), col(Part.provider_id).is_not(None))
-        return int(session.exec(query).one())
-
-
-def _set_rate(deployment: Deployment, rate: float | None) -> None:
-    with Session(deployment.runtime.engine) as session:
-        session.execute(update(Line).where(col(Line.phone) == "+1" + DEMO_LINE).values(rate_per_s=rate))
-        session.commit()
