@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -47,32 +48,27 @@ def _bench_databases() -> set[str]:
     return found
 
 
+def _bench_json(db: int, workdir: Path, *args: str) -> dict[str, Any]:
+    """A small `outbox bench --json` on Redis database `db`, its figures (the database left empty)."""
+    result = subprocess.run(
+        [*BENCH, "-n", "150", "--json", "--redis-db", str(db), "--workdir", str(workdir), *SMALL, *args],
+        cwd=ROOT,
+        env={**os.environ, "OUTBOX_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).dbsize() == 0
+    assert "baseline:" in result.stderr and "pipeline:" in result.stderr  # progress goes to stderr
+    figures: dict[str, Any] = json.loads(result.stdout)
+    return figures
+
+
 def test_bench_measures_the_baseline_and_the_pipeline_in_one_run(tmp_path: Path) -> None:
     before = _bench_databases()
     with claimed_redis_db() as db:
-        result = subprocess.run(
-            [
-                *BENCH,
-                "-n",
-                "150",
-                "--lines",
-                "10",
-                "--json",
-                "--redis-db",
-                str(db),
-                "--workdir",
-                str(tmp_path),
-                *SMALL,
-            ],
-            cwd=ROOT,
-            env={**os.environ, "OUTBOX_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0"},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).dbsize() == 0
-    figures = json.loads(result.stdout)
+        figures = _bench_json(db, tmp_path, "--lines", "10")
     assert figures.keys() >= KEYS
     assert figures["baseline_per_s"] > 0 and figures["pipeline_per_s"] > 0
     assert figures["ratio"] == pytest.approx(figures["pipeline_per_s"] / figures["baseline_per_s"], rel=0.01)
@@ -87,7 +83,6 @@ def test_bench_measures_the_baseline_and_the_pipeline_in_one_run(tmp_path: Path)
     assert http["single_requests_per_s"] > 0 and http["batch_texts_per_s"] > 0
     lines = figures["lines_round"]
     assert lines["lines"] == 10 and lines["calls_per_delivered"] >= 1 and lines["last_accepted_s"] > 0
-    assert "baseline:" in result.stderr and "pipeline:" in result.stderr  # progress goes to stderr
     assert _bench_databases() == before
 
 
@@ -108,29 +103,7 @@ def test_bench_refuses_a_redis_database_that_is_in_use(tmp_path: Path) -> None:
 
 def test_bench_measures_on_rabbitmq_with_broker(tmp_path: Path, amqp_url: str) -> None:
     with claimed_redis_db() as db:
-        result = subprocess.run(
-            [
-                *BENCH,
-                "-n",
-                "150",
-                "--json",
-                "--redis-db",
-                str(db),
-                "--workdir",
-                str(tmp_path),
-                *SMALL,
-                "--broker",
-                amqp_url,
-            ],
-            cwd=ROOT,
-            env={**os.environ, "OUTBOX_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0"},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).dbsize() == 0
-    figures = json.loads(result.stdout)
+        figures = _bench_json(db, tmp_path, "--broker", amqp_url)
     assert figures["database"] == "PostgreSQL, RabbitMQ"
     assert figures["pipeline_per_s"] > 0 and figures["calls_per_delivered"] >= 1
     assert AmqpBroker(amqp_url).queue_lengths(consumed_queues(amqp_url)) == dict.fromkeys(
