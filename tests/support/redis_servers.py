@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,9 +126,10 @@ class SentinelDeployment:
         replicas = len([s for s in self.servers if s.process.poll() is None]) - 1
         wait_for(lambda: primary.wait(replicas, 1000) >= replicas, 30, 0.1, "the replicas to catch up")
 
-    def fail_over(self, kill: bool = True) -> Server:
+    def fail_over(self, kill: bool = True, demoted: bool = True) -> Server:
         """Lose the primary (SIGKILL, or a `SENTINEL FAILOVER`) and wait until a replica is primary and
-        every Sentinel says so; returns the new primary."""
+        every Sentinel says so (and, unless `demoted` is False, the old primary is a replica); returns
+        the new primary."""
         old = self.primary()
         if kill:
             old.stop(signal.SIGKILL)
@@ -137,8 +138,9 @@ class SentinelDeployment:
         self.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", MASTER)
         new = self.await_new_primary(old)
         # Until the Sentinels demote it, the old primary still takes writes from connections that
-        # were open to it (the README's Sentinel layout: min-replicas-to-write bounds that).
-        wait_for(lambda: _role(old) == b"slave", 60, 0.1, "the old primary to be demoted")
+        # were open to it (the rate limiter's primary fence is what keeps them harmless).
+        if demoted:
+            wait_for(lambda: role(old) == b"slave", 60, 0.1, "the old primary to be demoted")
         return new
 
     def await_new_primary(self, old: Server) -> Server:
@@ -157,11 +159,12 @@ class SentinelDeployment:
 
 @contextmanager
 def sentinel_deployment(
-    workdir: Path, replicas: int = 1, bind: str = "127.0.0.1"
+    workdir: Path, replicas: int = 1, bind: str = "127.0.0.1", primary_config: Sequence[str] = ()
 ) -> Iterator[SentinelDeployment]:
-    """A primary, `replicas` replicas and three Sentinels (quorum 2, a primary is down after 1 s)."""
+    """A primary, `replicas` replicas and three Sentinels (quorum 2, a primary is down after 1 s);
+    `primary_config` adds lines to the first primary's configuration."""
     with ExitStack() as stack:
-        primary = start_server(workdir, "primary", [], bind)
+        primary = start_server(workdir, "primary", list(primary_config), bind)
         stack.callback(primary.stop)
         servers = [primary]
         for n in range(replicas):
@@ -184,7 +187,8 @@ def sentinel_deployment(
         yield deployment
 
 
-def _role(server: Server) -> bytes | None:
+def role(server: Server) -> bytes | None:
+    """What the server says it is (b"master", b"slave"), or None when it does not answer."""
     try:
         return server.client().execute_command("ROLE")[0]  # type: ignore[no-any-return]
     except redis.RedisError:

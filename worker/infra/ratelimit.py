@@ -11,11 +11,13 @@ any number of lines, so a release run costs one round trip however many lines ha
 Redis that fails over (Sentinel) replicates asynchronously: a replica promoted after its primary
 died may lack the last reservations, and would hand those slots out again. The script notes which
 server wrote last (its run id, in the epoch key); a server that finds another's note has just become
-the primary (or restarted from disk), and gives no slot sooner than one horizon from now to any
-line. Every slot the old primary handed out started within a horizon of its reservation, before the
-failover: none can overlap a new one (as long as the Redis hosts' clocks agree). A failover costs
-each line a pause of at most one horizon (a second). An emptied Redis (restarted with nothing kept,
-FLUSHDB) has no note and is not recognised: it may let a line go over its rate for one horizon.
+the primary (or restarted from disk), and gives no slot sooner than one pause from now to any
+line: the horizon, plus how long the fence's confirmation of a primary lasts (`primary_fence`: no
+reservation is made on an old primary later than that after its failover began). Every slot the old
+primary handed out started within a horizon of its reservation: none can overlap a new one (as long
+as the Redis hosts' clocks agree). A failover costs each line a pause of about two seconds. An
+emptied Redis (restarted with nothing kept, FLUSHDB) has no note and is not recognised: it may let a
+line go over its rate for one horizon.
 """
 
 from __future__ import annotations
@@ -26,22 +28,24 @@ from dataclasses import dataclass
 from redis import Redis
 
 from worker.infra.constants import RATE_EPOCH_KEY, RATE_FLOOR_KEY, RATE_KEY
+from worker.infra.primary_fence import PrimaryFence
 
 # Written by hand: GCRA is a dozen lines, and it must be one atomic step in Redis.
-# KEYS: the epoch key, the floor key, then one key per line. ARGV: horizon, then per line: interval,
-# n, and n costs. Returns one list of waits per line.
+# KEYS: the epoch key, the floor key, then one key per line. ARGV: horizon, the pause after a change
+# of server, then per line: interval, n, and n costs. Returns one list of waits per line.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local horizon = tonumber(ARGV[1])
+local pause = tonumber(ARGV[2])
 local server = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 local epoch = redis.call('GET', KEYS[1])
 if epoch and epoch ~= server then
-  redis.call('SET', KEYS[2], string.format('%.6f', now + horizon), 'PX', math.ceil(horizon * 1000) + 1000)
+  redis.call('SET', KEYS[2], string.format('%.6f', now + pause), 'PX', math.ceil(pause * 1000) + 1000)
 end
 if epoch ~= server then redis.call('SET', KEYS[1], server) end
 local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
-local at = 2
+local at = 3
 local out = {}
 for k = 3, #KEYS do
   local interval = tonumber(ARGV[at])
@@ -75,10 +79,11 @@ class Wanted:
 
 
 class LineRateLimiter:
-    """Hands out send slots per line."""
+    """Hands out send slots per line: on `redis`, or through Sentinels on the primary `fence` confirms."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, fence: PrimaryFence | None = None) -> None:
         self._reserve = redis.register_script(_RESERVE)
+        self._fence = fence
 
     def reserve(
         self,
@@ -100,15 +105,23 @@ class LineRateLimiter:
         """Reserve slots for many lines in one round trip; the waits of each line's slots, by line."""
         waits: dict[int, list[float]] = {w.line_id: [0.0] * len(w.costs) for w in wanted if w.rate_per_s <= 0}
         limited = [w for w in wanted if w.rate_per_s > 0 and w.costs]
-        waits.update({w.line_id: [] for w in wanted if w.rate_per_s > 0 and not w.costs})
+        waits.update({w.line_id: [] for w in wanted if w.rate_per_s > 0})
         if not limited:
             return waits
-        args: list[float] = [horizon_s]
+        confirmed = self._fence.primary() if self._fence else None
+        if self._fence and confirmed is None:
+            return waits  # no primary in good standing: no slot for anyone
+        pause = horizon_s + (self._fence.confirm_s if self._fence else 0.0)
+        args: list[float] = [horizon_s, pause]
         for w in limited:
             args += [1.0 / w.rate_per_s, len(w.costs), *w.costs]
         answers = self._reserve(
-            keys=[RATE_EPOCH_KEY, RATE_FLOOR_KEY, *(f"{RATE_KEY}{w.line_id}" for w in limited)], args=args
+            keys=[RATE_EPOCH_KEY, RATE_FLOOR_KEY, *(f"{RATE_KEY}{w.line_id}" for w in limited)],
+            args=args,
+            client=confirmed.client if confirmed else None,
         )
+        if self._fence and confirmed and not self._fence.holds(confirmed):
+            return waits  # the reservation outlasted its confirmation: its slots may be a lost primary's
         for w, answer in zip(limited, answers, strict=True):
             waits[w.line_id] = [float(wait) for wait in answer]
         return waits

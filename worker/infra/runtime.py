@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from config.settings import Settings, get_settings
 from worker.infra.brokers import BrokerView, broker_view
+from worker.infra.primary_fence import primary_fence
 from worker.infra.ratelimit import LineRateLimiter
 from worker.infra.redis_client import redis_client
 from worker.pipeline.retry import RetryPolicy
@@ -61,7 +62,7 @@ class Runtime:
     @cached_property
     def limiter(self) -> LineRateLimiter:
         """The per-line send rate shared by all hosts."""
-        return LineRateLimiter(self.redis)
+        return LineRateLimiter(self.redis, primary_fence(self.settings.effective_redis_url))
 
     @cached_property
     def client(self) -> ZipwhipClient:
