@@ -36,6 +36,11 @@ HELD_KINDS = ("send", "reconcile", "poll")  # message ids, message ids, line ids
 MISSING_KEY = REDIS_PREFIX + "missing:"  # + worker name: since when its alive key is gone
 DEAD_KEY = REDIS_PREFIX + "dead:"  # + worker name: declared dead; it must never send again
 TOMBSTONE_S = 7 * 24 * 3600
+# A fenced worker's warm shutdown waits for its task threads, and one may hang on a connection the
+# network cut (a read whose answer was lost with the link); past this it exits at once, as if killed
+# (what it held is already taken over, and nothing it does now reaches the provider).
+FENCED_EXIT_S = 30.0
+FENCED_EXIT_CODE = 3
 
 
 @dataclass
@@ -87,6 +92,9 @@ class Heartbeat:
                 "worker %s was declared dead while it was away; it sends nothing more and stops", self.name
             )
             os.kill(os.getpid(), signal.SIGTERM)  # a warm shutdown: the supervisor starts a fresh one
+            deadline = threading.Timer(FENCED_EXIT_S, _exit_now, args=(self.name,))
+            deadline.daemon = True
+            deadline.start()
 
     def may_send(self) -> bool:
         """True while nobody can have declared this worker dead: not fenced, its key refreshed
@@ -98,6 +106,11 @@ class Heartbeat:
             return not self.redis.exists(DEAD_KEY + self.name)
         except RedisError:
             return False
+
+
+def _exit_now(name: str) -> None:
+    log.error("worker %s, declared dead, did not stop within %.0f s; exiting now", name, FENCED_EXIT_S)
+    os._exit(FENCED_EXIT_CODE)
 
 
 _heartbeat: Heartbeat | None = None

@@ -15,6 +15,13 @@ from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 IDLE_IN_TRANSACTION_S = 20  # see make_engine
+TCP_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
 
 
 def make_engine(url: str, *, pool_size: int = 16) -> Engine:
@@ -36,6 +43,10 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
         # of those rows waits as long. Our transactions are milliseconds between statements, never
         # a provider call; so such a session is ended after IDLE_IN_TRANSACTION_S and its locks freed.
         "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_S * 1000}",
+        # The other side of it: a client waiting for an answer the cut link lost waits for the
+        # server's TCP retransmissions, which back off to minutes. Keepalive probes (and a bound on
+        # unacknowledged writes) end such a connection in about half a minute instead.
+        **TCP_KEEPALIVE,
     }
     return create_engine(
         url,
