@@ -8,10 +8,12 @@ import json
 from collections.abc import Iterator
 
 import pytest
+import redis
 from sqlalchemy import update
 from sqlmodel import Session
 
 from config.settings import settings_from
+from tests.support.services import REDIS_HOST, REDIS_PORT
 from worker.app import configure
 from worker.infra.broker import PRIORITY_SEPARATOR
 from worker.infra.constants import SEND_QUEUE
@@ -73,3 +75,12 @@ def published_with_priority(runtime: Runtime) -> list[tuple[int, list[int]]]:
             args, _, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
             tasks.append((priority, args[0]))
     return tasks
+
+
+@pytest.fixture
+def client(redis_db: int) -> Iterator[redis.Redis]:
+    """A plain client on this test run's Redis database, emptied before and after."""
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=redis_db)
+    client.flushdb()
+    yield client
+    client.flushdb()

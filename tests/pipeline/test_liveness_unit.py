@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
 
 import pytest
 import redis
 
-from tests.support.services import REDIS_HOST, REDIS_PORT
 from worker.pipeline import liveness
 from worker.pipeline.liveness import DEAD_KEY, FENCED_EXIT_CODE, Heartbeat
-
-
-@pytest.fixture
-def client(redis_db: int) -> Iterator[redis.Redis]:
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=redis_db)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 def test_a_worker_declared_dead_shuts_down_and_exits_if_the_shutdown_hangs(

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
-import pytest
 import redis
 
-from tests.support.services import REDIS_HOST, REDIS_PORT
 from worker.infra.constants import LOCK_KEY
 from worker.infra.locks import exclusive
 
 TIMEOUT_S = 3.0
-
-
-@pytest.fixture
-def client(redis_db: int) -> Iterator[redis.Redis]:
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=redis_db)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 def test_a_run_longer_than_the_lock_keeps_it_and_ends_normally(client: redis.Redis) -> None:
