@@ -42,10 +42,13 @@ def poll_line(line_ids: list[int]) -> str:
 
 
 @app.task(name=TASK_RECONCILE, **_RETRY)
-def reconcile(message_id: int) -> str:
-    """Find out whether a send with an unknown outcome reached the provider."""
-    with message_context(message_id):
-        return reconcile_step(get_runtime(), message_id)
+def reconcile(message_ids: list[int] | int) -> str:
+    """Find out whether sends with an unknown outcome reached the provider (one search a line). A
+    single id is a task published before batches (its message is reconciled alone)."""
+    if isinstance(message_ids, int):
+        with message_context(message_ids):
+            return reconcile_step(get_runtime(), message_ids)
+    return reconcile_step(get_runtime(), message_ids)
 
 
 @app.task(name=TASK_NOTIFY, **_RETRY)

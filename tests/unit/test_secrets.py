@@ -21,7 +21,7 @@ KEY = "0b6f2e8a-3c1d-4e5f-9a7b-123456789abc:309626613"
     "value",
     [
         Claimed(1, 2, "message 1 part 1/1", "sms", "+12065551234", "hi", KEY, ()),
-        Wanted(2, KEY, "+12065551234", "hi", datetime.now(UTC), frozenset()),
+        Wanted(2, 3, 1, KEY, "+12065551234", "hi", datetime.now(UTC), frozenset()),
         Due(KEY, [], datetime.now(UTC), 0, 0),
     ],
 )

@@ -4,14 +4,20 @@ A read timeout or a dropped connection after the request left means the provider
 message. We look for it in `message/list` (newest first, back to a little before the attempt): found,
 it is sent with the provider's id; still absent once enough time has passed for any in-flight request
 to land, it is proven absent and sent again. Never a blind resend.
+
+A task takes a batch of messages, and each line's texts in doubt are looked for in one walk of its
+list: a worker killed holding many claims leaves many texts to reconcile at once, and a search each
+was a storm of `message/list` calls (thousands in minutes under load) that a provider answers with
+rate limiting.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlmodel import Session
@@ -35,6 +41,7 @@ from worker.zipwhip.results import ProviderMessage
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
+SUMMARY_DETAIL_MAX = 3  # a batch's summary lists each message up to this many; beyond, it counts
 MAX_PAGES = 20  # bounds the search on a very busy line
 
 
@@ -42,7 +49,9 @@ MAX_PAGES = 20  # bounds the search on a very busy line
 class Wanted:
     """What the lost send looked like."""
 
+    message_id: int
     part_id: int
+    line_id: int
     session_key: str = field(repr=False)  # a credential: never in a repr, a log or a traceback
     recipient: str
     body: str
@@ -50,28 +59,60 @@ class Wanted:
     known_ids: frozenset[str]
 
 
-def reconcile_step(runtime: Runtime, message_id: int) -> str:
-    """Look for a message's unknown part at the provider and settle it."""
+@dataclass(frozen=True)
+class Settled:
+    """What reconciling one message did: a line for the log, its kind, its final state if it ended."""
+
+    summary: str
+    kind: str
+    final_state: str | None = None
+
+
+def reconcile_step(runtime: Runtime, message_ids: int | Sequence[int]) -> str:
+    """Look for these messages' unknown parts at the provider (one search a line) and settle them."""
+    ids = sorted({message_ids} if isinstance(message_ids, int) else set(message_ids))
     with transaction(runtime.engine) as session:
-        wanted = _wanted(session, runtime, message_id)
-    if isinstance(wanted, str):
-        return wanted
-    try:
-        found: ProviderMessage | ProviderError | None = find_sent(runtime.client, wanted)
-    except ProviderError as error:
-        found = error
+        wanted, skipped = _wanted_all(session, runtime, ids)
+    found = _search_all(runtime.client, wanted)
     outbox = Outbox()
+    settled = {m: Settled(summary, "skipped") for m, summary in skipped.items()}
     with transaction(runtime.engine) as session:
-        summary, final_state = _settle(session, runtime, message_id, wanted, found, utcnow(), outbox)
+        now = utcnow()
+        for w in sorted(wanted, key=lambda w: w.message_id):  # locks in id order, as every writer's
+            settled[w.message_id] = _settle(session, runtime, w, found[w.part_id], now, outbox)
         outbox.journal(runtime.redis)
     outbox.publish()
-    if final_state:
-        notify_final(runtime.settings.outcome_hook, message_id, final_state)
-    return summary
+    for message_id, result in settled.items():
+        if result.final_state:
+            notify_final(runtime.settings.outcome_hook, message_id, result.final_state)
+    return _summarize([settled[m] for m in ids if m in settled])
 
 
-def _unknown_part(locked: Locked) -> Part | None:
-    return next((p for p in locked.parts if p.state == State.UNKNOWN.value and not p.provider_id), None)
+def _summarize(settled: list[Settled]) -> str:
+    """One line for Flower: each message when there are few, counts by outcome when there are many."""
+    if len(settled) <= SUMMARY_DETAIL_MAX:
+        return "; ".join(s.summary for s in settled) or "nothing to do"
+    counts = Counter(s.kind for s in settled)
+    return f"{len(settled)} messages: " + ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+
+
+def _wanted_all(
+    session: Session, runtime: Runtime, message_ids: list[int]
+) -> tuple[list[Wanted], dict[int, str]]:
+    """What to look for, and why the others need no search. The ids our texts already have at the
+    provider are read once a line."""
+    wanted, skipped = [], {}
+    known: dict[int, tuple[datetime, frozenset[str]]] = {}
+    for message_id in message_ids:
+        result = _wanted(session, runtime, message_id)
+        if isinstance(result, str):
+            skipped[message_id] = result
+        else:
+            wanted.append(result)
+    for line_id in {w.line_id for w in wanted}:
+        since = min(w.since for w in wanted if w.line_id == line_id)
+        known[line_id] = (since, provider_ids_since(session, line_id, since))
+    return [replace(w, known_ids=known[w.line_id][1]) for w in wanted], skipped
 
 
 def _wanted(session: Session, runtime: Runtime, message_id: int) -> Wanted | str:
@@ -87,13 +128,35 @@ def _wanted(session: Session, runtime: Runtime, message_id: int) -> Wanted | str
     attempt_at = part.claimed_at or part.unknown_since or utcnow()
     since = attempt_at - timedelta(seconds=runtime.settings.reconcile_window_s)  # clock skew
     return Wanted(
+        message_id=message_id,
         part_id=part.id or 0,
+        line_id=line.id or 0,
         session_key=line.session_key,
         recipient=locked.message.recipient,
         body=part.body,
         since=since,
-        known_ids=provider_ids_since(session, line.id or 0, since),
+        known_ids=frozenset(),
     )
+
+
+def _unknown_part(locked: Locked) -> Part | None:
+    return next((p for p in locked.parts if p.state == State.UNKNOWN.value and not p.provider_id), None)
+
+
+def _search_all(
+    client: ZipwhipClient, wanted: list[Wanted]
+) -> dict[int, ProviderMessage | ProviderError | None]:
+    """Each wanted part's match at the provider (by part id): one search a line; a failed search is
+    the answer for all of its line's parts."""
+    found: dict[int, ProviderMessage | ProviderError | None] = {}
+    for line_id in sorted({w.line_id for w in wanted}):
+        group = [w for w in wanted if w.line_id == line_id]
+        try:
+            found.update(find_sent_all(client, group))
+        except ProviderError as error:
+            log.warning("reconciliation search of line %s failed: %s", line_id, error)
+            found.update({w.part_id: error for w in group})
+    return found
 
 
 def _digits(number: str | None) -> str:
@@ -109,17 +172,28 @@ def matches(message: ProviderMessage, wanted: Wanted) -> bool:
     return (message.body or "") == wanted.body
 
 
-def find_sent(client: ZipwhipClient, wanted: Wanted) -> ProviderMessage | None:
-    """The oldest matching message at the provider sent after the attempt began, or None."""
-    return _oldest_match(_recent(client, wanted), wanted)
+def find_sent_all(client: ZipwhipClient, wanted: list[Wanted]) -> dict[int, ProviderMessage | None]:
+    """Each lost send of one line (by part id) matched to a message at the provider, or None.
+
+    One walk of the line's list, back to the earliest attempt. Two lost sends alike (same recipient,
+    same body) never take the same message: the earlier attempt takes the oldest match."""
+    recent = list(_recent(client, wanted[0].session_key, min(w.since for w in wanted)))
+    taken: set[str] = set()
+    found: dict[int, ProviderMessage | None] = {}
+    for w in sorted(wanted, key=lambda w: (w.since, w.part_id)):
+        match = _oldest_match((m for m in recent if m.id not in taken), w)
+        if match is not None:
+            taken.add(match.id)
+        found[w.part_id] = match
+    return found
 
 
-def _recent(client: ZipwhipClient, wanted: Wanted) -> Iterable[ProviderMessage]:
+def _recent(client: ZipwhipClient, session_key: str, since: datetime) -> Iterable[ProviderMessage]:
     for page in range(MAX_PAGES):
-        batch = client.list_messages(wanted.session_key, start=page * PAGE_SIZE, limit=PAGE_SIZE)
+        batch = client.list_messages(session_key, start=page * PAGE_SIZE, limit=PAGE_SIZE)
         yield from batch.messages
         oldest = batch.messages[-1].date_created if batch.messages else None
-        if len(batch.messages) < PAGE_SIZE or (oldest is not None and oldest < wanted.since):
+        if len(batch.messages) < PAGE_SIZE or (oldest is not None and oldest < since):
             return
 
 
@@ -135,17 +209,17 @@ def _oldest_match(messages: Iterable[ProviderMessage], wanted: Wanted) -> Provid
 def _settle(
     session: Session,
     runtime: Runtime,
-    message_id: int,
     wanted: Wanted,
     found: ProviderMessage | ProviderError | None,
     now: datetime,
     outbox: Outbox,
-) -> tuple[str, str | None]:
+) -> Settled:
+    message_id = wanted.message_id
     locked = lock_message(session, message_id)
     assert locked is not None
-    part = next((p for p in locked.parts if p.id == wanted.part_id), None)
+    part = locked.part(wanted.part_id)
     if part is None or part.state != State.UNKNOWN.value or part.provider_id:
-        return f"message {message_id}: already settled", None
+        return Settled(f"message {message_id}: already settled", "skipped")
     label = f"message {message_id} part {part.position + 1}/{len(locked.parts)}"
     s = runtime.settings
     error = found if isinstance(found, ProviderError) else None
@@ -162,26 +236,25 @@ def _settle(
         case Decision.SENT:
             assert isinstance(found, ProviderMessage)
             _found(session, runtime, locked, part, found, now, outbox)
-            summary = f"found at the provider as {found.id}"
+            kind, summary = "sent", f"found at the provider as {found.id}"
         case Decision.AWAIT_LOGIN:
             mark_needs_login(session, locked.message.line_id, wanted.session_key, now)
             reconcile_again(part, None)
-            summary = "line needs login; reconciliation waits"
+            kind, summary = "waiting", "line needs login; reconciliation waits"
         case Decision.LOOK_AGAIN if error is not None:
             reconcile_again(part, later)
-            log.warning("reconciliation search failed: %s", error)
-            summary = f"search failed ({error.kind.value}); looking again later"
+            kind, summary = "looking again", f"search failed ({error.kind.value}); looking again later"
         case Decision.LOOK_AGAIN:
             reconcile_again(part, min(later, attempt_at + settle))  # look again once absence proves it
-            summary = "not found yet; looking again"
+            kind, summary = "looking again", "not found yet; looking again"
         case Decision.GIVE_UP:
             move(State.FAILED, f"not accepted by the provider after {part.attempts} attempts")
-            summary = "failed: attempts used up"
+            kind, summary = "failed", "failed: attempts used up"
         case _:
             send_again(part, now)
             move(State.QUEUED, "proven absent at the provider; sending again")
-            summary = "not at the provider; sending again"
-    return f"{label}: {summary}", locked.newly_final
+            kind, summary = "sending again", "not at the provider; sending again"
+    return Settled(f"{label}: {summary}", kind, locked.newly_final)
 
 
 def _found(

@@ -72,6 +72,7 @@ RELEASE_LIMIT = 2000  # reconciliations per run; the rest wait for the next run
 OVERFETCH = 4  # due parts looked at per part a line may release (some wait for an earlier one)
 LOST_AFTER_S = 5.0  # a send task published this long ago is in the broker, or in a worker's hands
 POLL_LINES_PER_TASK = 8  # lines one poll task takes on, one after the other
+RECONCILE_BATCH = 100  # texts in doubt one reconcile task settles (a line's, with one search)
 
 
 def release_due(runtime: Runtime, now: datetime | None = None) -> dict[str, int]:
@@ -233,8 +234,14 @@ def _release_polls(runtime: Runtime, line_ids: Sequence[int], outbox: Outbox) ->
 
 
 def _release_reconciles(session: Session, runtime: Runtime, now: datetime, outbox: Outbox) -> int:
+    """Reconcile tasks for the texts in doubt that are due: a line's together (its task searches the
+    line's list once for all of them), at most RECONCILE_BATCH a task."""
     parts = due_reconciliations(session, now, RELEASE_LIMIT)
+    by_line: dict[int, list[int]] = {}
     for part in parts:
         lease_reconcile(part, now, runtime.settings.release_lease_s)
-        outbox.add(TASK_RECONCILE, part.message_id)
+        by_line.setdefault(part.line_id, []).append(part.message_id)
+    for message_ids in by_line.values():
+        for start in range(0, len(message_ids), RECONCILE_BATCH):
+            outbox.add(TASK_RECONCILE, message_ids[start : start + RECONCILE_BATCH])
     return len(parts)

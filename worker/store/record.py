@@ -28,6 +28,10 @@ class Locked:
     parts: list[Part]
     was_final: bool = False
 
+    def part(self, part_id: int | None) -> Part | None:
+        """The locked copy of one of its parts (found by id)."""
+        return next((p for p in self.parts if p.id == part_id), None)
+
     def next_unaccepted(self) -> Part | None:
         """The first part the provider has not accepted yet (parts go out in order)."""
         return next((p for p in self.parts if State(p.state) in NOT_YET_ACCEPTED), None)
