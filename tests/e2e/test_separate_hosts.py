@@ -49,7 +49,7 @@ from worker.store.states import FINAL_STATES
 
 pytestmark = pytest.mark.e2e
 RATE = 20.0  # texts a second: every worker always holds a few sends waiting for their slots
-COUNT = 200  # texts per scenario: ten seconds of sending
+COUNT = 300  # texts per scenario: fifteen seconds of sending, the cut lands well inside them
 HOSTS = ["a", "b", "c"]
 BROKERS = ["redis", "amqp"]
 AMQP_HEARTBEAT_S = 2  # a cut link is noticed by RabbitMQ and the worker within ~4 s
@@ -212,6 +212,11 @@ def _after_final(events: list[StatusEvent]) -> list[str]:
 
 
 def _cut_mid_run(hosts: Deployment, host: str, provider_too: bool, prefix: str) -> None:
+    link: Host = hosts.net.hosts[host]
+    on_amqp = host in hosts.broker_urls
+    if on_amqp:  # asked before the run: rabbitmqctl takes seconds on a busy machine, and between the
+        # check that the worker holds sends and the cut, the run could end (nothing held, no burial)
+        assert hosts.consuming(host), f"host {host}'s worker consumes from RabbitMQ"
     ids = hosts.enqueue(COUNT, prefix)
     wait_for(
         lambda: hosts.at_provider(prefix) >= COUNT // 5 and hosts.holds(host),
@@ -219,10 +224,6 @@ def _cut_mid_run(hosts: Deployment, host: str, provider_too: bool, prefix: str) 
         0.02,
         f"sending to be under way, host {host}'s worker holding sends",
     )
-    link: Host = hosts.net.hosts[host]
-    on_amqp = host in hosts.broker_urls
-    if on_amqp:
-        assert hosts.consuming(host), f"host {host}'s worker consumes from RabbitMQ"
     link.cut(provider_too)
     try:
         # The cut-off worker is declared dead and its texts taken over; the others go on sending.
