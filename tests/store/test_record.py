@@ -66,8 +66,11 @@ def test_a_part_loaded_before_the_lock_is_read_again_under_it(postgres: Engine) 
             assert locked is not None
             assert record_status(poll, locked, locked.parts[0], 4, 1003, Source.POLL, utcnow())
         locked = lock_message(late, stale.message_id)
-        assert locked is not None and locked.parts[0] is stale
-        assert stale.state == "delivered" and stale.status_code == 4
-        assert not record_status(late, locked, stale, 3, 1002, Source.WEBHOOK, utcnow())
+        fresh = locked.part(part_id) if locked else None
+        assert locked is not None and fresh is not None
+        assert fresh.state == "delivered" and fresh.status_code == 4
+        assert not record_status(late, locked, fresh, 3, 1002, Source.WEBHOOK, utcnow())
+        with pytest.raises(ValueError, match="not one of the locked rows"):  # the stale copy cannot be used
+            record_status(late, locked, stale, 3, 1002, Source.WEBHOOK, utcnow())
     with transaction(postgres) as session:
         assert session.exec(select(Part.status_code).where(Part.id == part_id)).one() == 4

@@ -1,8 +1,8 @@
 """Status callbacks: each state change of a message that has a callback URL is kept as a delivery
 row in the transaction that made it, and POSTed, signed, by its own task on its own queue.
 
-The row is written with the change (a Session listener sees every state a writer gives a message),
-so nothing is lost between a commit and a publish; the task is published after the commit, and a
+The row is written with the change (the writer of locked rows reports every state it gives a
+message), so nothing is lost between a commit and a publish; the task is published after the commit, and a
 beat job publishes again whatever waits too long (a lost task). A message's deliveries go in order,
 one run at a time (a Redis lock): a receiver answering errors holds back that message's later events,
 never anyone's sends. Each is retried with backoff for `callback_retry_for_s`, then given up.
@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 from redis import Redis
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 from sqlmodel import Session
 
 from worker.api.callback_url import networks, resolved_problem
@@ -57,16 +57,14 @@ def wanted(events: str | None, state: str) -> bool:
     return events == "all" or (events == "final" and State(state) in FINAL_STATES)
 
 
-@event.listens_for(Session, "after_flush")
-def _record_changes(session: Session, _context: Any) -> None:
-    """Keep a delivery row for each message with a callback whose state this flush changed."""
-    rows = []
-    for obj in session.dirty:
-        if not isinstance(obj, Message) or not obj.callback_url:
-            continue
-        added = inspect(obj).attrs.state.history.added
-        if added and wanted(obj.callback_events, obj.state):
-            rows.append({"message_id": obj.id, "state": obj.state, "at": obj.updated_at or utcnow()})
+def note_changes(session: Session, messages: list[Message]) -> None:
+    """Messages whose new state `worker.store.locked_rows` just wrote (every writer's changes go that
+    way): a delivery row for each whose callback wants to hear of it, in the same transaction."""
+    rows = [
+        {"message_id": m.id, "state": m.state, "at": m.updated_at or utcnow()}
+        for m in messages
+        if m.callback_url and wanted(m.callback_events, m.state)
+    ]
     if rows:
         add_deliveries(session, rows)
         session.info.setdefault(_PENDING, set()).update(r["message_id"] for r in rows)

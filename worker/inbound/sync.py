@@ -74,9 +74,10 @@ def _keep(runtime: Runtime, line_id: int, message: ProviderMessage, report: Sync
         part = part_by_provider_id(session, line_id, message.id)
         if part is not None:
             locked = lock_message(session, part.message_id)
-            if locked and message.status_code is not None:
+            mine = locked.part(part.id) if locked else None
+            if locked and mine and message.status_code is not None:
                 report.ours_updated += record_status(
-                    session, locked, part, message.status_code, message.message_status, Source.POLL, now
+                    session, locked, mine, message.status_code, message.message_status, Source.POLL, now
                 )
             return
         row, created = record_provider_message(session, line, message, "sync", now)

@@ -108,9 +108,10 @@ def _progress(session: Session, line: Line, message: ProviderMessage, now: datet
     if part is None:
         return "not one of ours (or not recorded yet: polling will see it)"
     locked = lock_message(session, part.message_id)
-    assert locked is not None and message.status_code is not None
+    mine = locked.part(part.id) if locked else None
+    assert locked is not None and mine is not None and message.status_code is not None
     changed = record_status(
-        session, locked, part, message.status_code, message.message_status, Source.WEBHOOK, now
+        session, locked, mine, message.status_code, message.message_status, Source.WEBHOOK, now
     )
     if locked.newly_final:
         outbox.add(TASK_NOTIFY, part.message_id)
@@ -132,11 +133,12 @@ def _sent(
         record_provider_message(session, line, message, "webhook", now)
         return "sent from another app: recorded"
     locked = lock_message(session, unknown.message_id)
-    assert locked is not None
-    sent_at = unknown.claimed_at or now
+    mine = locked.part(unknown.id) if locked else None
+    assert locked is not None and mine is not None
+    sent_at = mine.claimed_at or now
     ids = (message.id, message.fingerprint)
     description = f"send event for {message.id}"
-    mark_sent(session, locked, unknown, ids, sent_at, runtime.polls, Source.WEBHOOK, now, description)
+    mark_sent(session, locked, mine, ids, sent_at, runtime.polls, Source.WEBHOOK, now, description)
     try_dispatch(session, runtime, locked, line, now, outbox)
     return f"message {unknown.message_id}: unknown outcome settled as sent"
 

@@ -10,10 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import event, insert
-from sqlmodel import Session, col, select, update
+from sqlalchemy import Table, event, insert
+from sqlmodel import Session, col, update
 
 import worker.api.callbacks
+from worker.store import locked_rows
 from worker.store.consent import suppress
 from worker.store.models import Message, Part, StatusEvent
 from worker.store.schedule import NOT_DUE, PollPolicy, schedule_sent, stop_polling, unschedule
@@ -57,34 +58,28 @@ def lock_messages(session: Session, message_ids: Iterable[int]) -> dict[int, Loc
     queries however many messages; the ones not found are left out).
 
     Locks are taken in id order, messages before parts, by every writer, so two writers never wait
-    on each other in a circle. The rows are read afresh under the lock (`populate_existing`): a row
-    the caller loaded before taking the lock may have moved since, and deciding on its stale copy
-    would move it backwards. The parts are locked too: the release job and a line's login update
-    parts without the message lock, and must wait for a claim to commit rather than overwrite it.
+    on each other in a circle. The rows are read afresh under the lock, as plain objects outside the
+    session whose changes are written back by `worker.store.locked_rows` (the ORM's unit of work was
+    half a worker's CPU): change them only through the `Locked` returned. The parts are locked too: the
+    release job and a line's login update parts without the message lock, and must wait for a claim to
+    commit rather than overwrite it.
     """
     ids = sorted(set(message_ids))
     if not ids:
         return {}
-    fresh = {"populate_existing": True}
-    messages = session.exec(
-        select(Message)
-        .where(col(Message.id).in_(ids))
-        .order_by(col(Message.id))
-        .with_for_update()
-        .execution_options(**fresh)
-    ).all()
+    messages = locked_rows.load(session, Message, _MESSAGES.c.id.in_(ids), [_MESSAGES.c.id])
     parts: dict[int, list[Part]] = {m.id or 0: [] for m in messages}
-    for part in session.exec(
-        select(Part)
-        .where(col(Part.message_id).in_(ids))
-        .order_by(col(Part.message_id), col(Part.position))
-        .with_for_update()
-        .execution_options(**fresh)
-    ).all():
+    for part in locked_rows.load(
+        session, Part, _PARTS.c.message_id.in_(ids), [_PARTS.c.message_id, _PARTS.c.position]
+    ):
         parts[part.message_id].append(part)
     return {
         m.id or 0: Locked(m, parts[m.id or 0], was_final=State(m.state) in FINAL_STATES) for m in messages
     }
+
+
+_MESSAGES: Table = Message.__table__  # type: ignore[attr-defined]
+_PARTS: Table = Part.__table__  # type: ignore[attr-defined]
 
 
 def add_event(
@@ -153,6 +148,7 @@ def move_part(
     that cannot arrive whole is not sent in pieces. Returns False (and changes nothing) when the move
     is not allowed, e.g. a late answer for a part that is already final.
     """
+    _check_locked(locked, part)
     current = State(part.state)
     if current is new or not can_move(current, new):
         return False
@@ -183,11 +179,19 @@ def mark_sent(
 ) -> bool:
     """The provider has the part (`accepted` = its id and fingerprint): keep them, clear any error of
     an earlier attempt, schedule the first poll, and move the part to sent."""
+    _check_locked(locked, part)
     part.provider_id, part.fingerprint = accepted
     schedule_sent(part, sent_at, now, polls)
     part.error_kind = part.error_description = None
     part.error_code = None
     return move_part(session, locked, part, State.SENT, source, now, description=description)
+
+
+def _check_locked(locked: Locked, part: Part) -> None:
+    """Changes go through the locked copies: another copy of the row (an ORM object loaded in the same
+    transaction) would not be written, or would be written over."""
+    if not any(p is part for p in locked.parts):
+        raise ValueError(f"part {part.id} is not one of the locked rows of message {locked.message.id}")
 
 
 def _end_later_parts(
@@ -244,6 +248,7 @@ def record_delivery(
     Final ones end the part delivered or failed (with the reason); others are kept as progress in
     the history. Duplicates and out-of-order reports (not `advances`) change nothing.
     """
+    _check_locked(locked, part)
     if State(part.state) in FINAL_STATES or State(part.state) not in (State.SENT, State.UNKNOWN):
         return False
     if not report.advances:
