@@ -12,8 +12,10 @@ from sqlalchemy import Engine, event, update
 from sqlmodel import Session, col, select
 
 from tests.pipeline.conftest import LINE, OTHER, published, published_with_priority, set_rates
+from worker.app import app
 from worker.infra.constants import TASK_SEND
 from worker.infra.runtime import Runtime
+from worker.pipeline import dispatch
 from worker.pipeline.dispatch import PUBLISHING_KEY, Backlogs, Outbox
 from worker.pipeline.liveness import ALIVE_KEY, DEAD_KEY, HELD_KEY, MISSING_KEY, hold
 from worker.pipeline.release import release_due
@@ -217,6 +219,45 @@ def test_priority_names_are_checked() -> None:
     assert Priority.named("HIGH") is Priority.HIGH
     with pytest.raises(ValueError, match="high, normal or bulk"):
         Priority.named("urgent")
+
+
+def test_sends_being_published_are_not_taken_for_lost(runtime: Runtime) -> None:
+    """A big batch takes seconds to publish on a busy machine: its sends are on their way, not lost (a
+    second release of them had a line's text go late, next to its line's next one)."""
+    set_rates(runtime, 0.0)
+    ids = enqueue_many(runtime, _texts(3))
+    now = utcnow()
+    with transaction(runtime.engine) as session:
+        part_ids = list(session.exec(select(Part.id).where(col(Part.message_id).in_(ids))).all())
+        assert len(lease(session, [p or 0 for p in part_ids], now, 120)) == 3
+        outbox = Outbox()
+        outbox.add(TASK_SEND, ids)
+        outbox.journal(runtime.redis)
+    later = now + timedelta(seconds=30)  # released long enough ago to be suspected, their task nowhere...
+    assert release_due(runtime, later)["sends"] == 0  # ...but their publisher is still at it
+    outbox.publish()
+    assert sorted(m for batch in published(runtime) for m in batch) == ids
+
+
+def test_a_long_publish_renews_its_journal_entry(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "JOURNAL_REFRESH_EVERY", 2)
+    outbox = Outbox()
+    for message_id in range(1, 6):
+        outbox.add(TASK_SEND, [message_id])
+    outbox.journal(runtime.redis)
+    [token] = runtime.redis.hkeys(PUBLISHING_KEY)
+    runtime.redis.hset(PUBLISHING_KEY, token, json.dumps({"at": 0.0, "ids": [1, 2, 3, 4, 5]}))
+    seen = []
+    real_send_task = app.send_task
+
+    def send_task(*args: object, **kwargs: object) -> object:
+        seen.append(json.loads(runtime.redis.hget(PUBLISHING_KEY, token))["at"])
+        return real_send_task(*args, **kwargs)
+
+    monkeypatch.setattr(app, "send_task", send_task)
+    assert outbox.publish() == 5
+    assert seen[0] == 0.0 and seen[-1] > 0.0  # renewed on the way, never left to look abandoned
+    assert runtime.redis.hlen(PUBLISHING_KEY) == 0
 
 
 def test_sends_leased_but_never_published_are_due_again_within_seconds(runtime: Runtime) -> None:

@@ -50,6 +50,7 @@ class Published:
 
 
 PUBLISHING_KEY = REDIS_PREFIX + "publishing"  # hash: token -> the sends a committed transaction will publish
+JOURNAL_REFRESH_EVERY = 100  # tasks published between two renewals of a publisher's journal entry
 
 
 @dataclass
@@ -87,7 +88,9 @@ class Outbox:
         from worker.app import app
 
         with app.producer_or_acquire() as producer:
-            for item in self.items:
+            for n, item in enumerate(self.items, 1):
+                if n % JOURNAL_REFRESH_EVERY == 0:
+                    self._still_publishing()
                 route = send_route(app.conf.broker_url, item.priority) if item.task == TASK_SEND else {}
                 try:
                     app.send_task(
@@ -112,6 +115,17 @@ class Outbox:
                 redis.hdel(PUBLISHING_KEY, token)
         return published
 
+    def _still_publishing(self) -> None:
+        """A long publish (thousands of tasks on a busy machine) renews its journal entry's time, so
+        that the release job never takes a live publisher's sends for abandoned ones."""
+        if self._journal is None:
+            return
+        redis, token = self._journal
+        with contextlib.suppress(RedisError):
+            raw = redis.hget(PUBLISHING_KEY, token)
+            if raw is not None:
+                redis.hset(PUBLISHING_KEY, token, json.dumps({**json.loads(raw), "at": time.time()}))
+
 
 def _ids(argument: int | list[int]) -> list[int]:
     return [argument] if isinstance(argument, int) else list(argument)
@@ -131,6 +145,19 @@ def abandoned_publications(redis: Redis, older_than_s: float) -> dict[str, list[
         if stale:
             found[token.decode() if isinstance(token, bytes) else str(token)] = ids
     return found
+
+
+def being_published(redis: Redis) -> set[int]:
+    """The message ids of the sends some process noted to publish and has not crossed off yet: their
+    tasks are on their way (a big batch takes seconds to publish on a busy machine), not lost. Those
+    it never publishes are `abandoned_publications`."""
+    ids: set[int] = set()
+    for raw in redis.hvals(PUBLISHING_KEY):
+        try:
+            ids.update(int(i) for i in json.loads(raw)["ids"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return ids
 
 
 def forget_publications(redis: Redis, tokens: Iterable[str]) -> None:

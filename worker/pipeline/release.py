@@ -42,6 +42,7 @@ from worker.pipeline.dispatch import (
     Outbox,
     Slot,
     abandoned_publications,
+    being_published,
     forget_publications,
     line_rate,
     publish_sends,
@@ -115,7 +116,7 @@ def _recover_lost_sends(session: Session, runtime: Runtime, now: datetime) -> in
     queued = runtime.broker.send_ids(LOST_AFTER_S)
     if queued is None:  # RabbitMQ: a task is in its queue or a live worker's hands (brokers.AmqpBroker)
         return 0
-    lost = suspects - queued - held_ids(runtime.redis, "send")
+    lost = suspects - queued - held_ids(runtime.redis, "send") - being_published(runtime.redis)
     if not lost:
         return 0
     recovered = release_held(session, sorted(lost), now)
