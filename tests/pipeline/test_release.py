@@ -4,6 +4,7 @@ not the whole backlog. Real Redis and both databases; the broker is this test ru
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 from hypothesis import given
@@ -93,8 +94,12 @@ def test_an_unlimited_blast_fills_the_queue_only_so_far_and_shares_it(runtime: R
 def test_a_rate_limited_line_gets_a_second_of_slots_per_run(runtime: Runtime) -> None:
     set_rates(runtime, 5.0)
     enqueue_many(runtime, [TextRequest(LINE, f"+1425555{n:04d}", f"text {n}") for n in range(100)])
+    started = time.monotonic()
     assert release_due(runtime)["sends"] == 5  # slots 0, 0.2, ... 0.8 s: within the release period
-    assert release_due(runtime)["sends"] <= 1  # the next ones are more than a second away
+    again = release_due(runtime)["sends"]
+    # The next ones are more than a second away: one more comes within reach, and one for each fifth
+    # of a second the two runs took (a busy machine).
+    assert again <= 1 + int((time.monotonic() - started) * 5), again
 
 
 def test_a_recipients_later_text_waits_for_the_earlier_one(runtime: Runtime) -> None:
