@@ -16,7 +16,7 @@ from worker.app import app
 from worker.infra.constants import TASK_SEND
 from worker.infra.runtime import Runtime
 from worker.pipeline import dispatch
-from worker.pipeline.dispatch import PUBLISHING_KEY, Backlogs, Outbox
+from worker.pipeline.dispatch import PUBLISHING_KEY, Outbox
 from worker.pipeline.liveness import ALIVE_KEY, DEAD_KEY, HELD_KEY, MISSING_KEY, hold
 from worker.pipeline.release import release_due
 from worker.pipeline.sweep import recover_dead_workers
@@ -115,21 +115,6 @@ def test_at_commit_nothing_overtakes_what_already_waits(dispatching: Runtime) ->
     assert later not in _released(dispatching, [later])
     assert urgent in _released(dispatching, [urgent])  # more urgent than all that waits: it goes
     assert [urgent] in published(dispatching)
-
-
-def test_a_tight_loop_of_single_calls_is_left_to_the_release_job_in_batches(
-    dispatching: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(Backlogs, "STREAM", 3)
-    monkeypatch.setattr(Backlogs, "STREAM_S", 3600.0)  # "in a moment", however slow the machine
-    set_rates(dispatching, 0)  # unlimited: every text of the loop has a slot at once
-    ids = [enqueue(dispatching, LINE, f"+1206555{n:04d}", f"loop {n}") for n in range(8)]
-    assert published(dispatching) == [[i] for i in ids[:4]], "the stream's first texts went at commit"
-    assert _released(dispatching, ids) == set(ids[:4])
-    urgent = enqueue(dispatching, LINE, "+12065559999", "Your code is 4711", priority="high")
-    assert urgent in _released(dispatching, [urgent]), "a more urgent text still goes at once"
-    assert release_due(dispatching)["sends"] == 4
-    assert [sorted(batch) for batch in published(dispatching)[5:]] == [ids[4:]], "the rest in one batch"
 
 
 def test_at_commit_a_recipients_second_text_waits_for_the_first(dispatching: Runtime) -> None:

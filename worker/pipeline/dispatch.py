@@ -297,9 +297,7 @@ def dispatch_at_commit(
     costs = [send_cost(runtime, items[i].plan.parts[0].kind.value) for i in chosen]
     rate = line_rate(runtime, line.rate_per_s)
     waits = runtime.limiter.reserve(line.line_id, rate, len(chosen), RELEASE_EVERY_S, costs)
-    going = dict(zip(chosen, waits, strict=False))
-    Backlogs.dispatched(line.line_id, {items[i].priority for i in going}, len(going))
-    return going
+    return dict(zip(chosen, waits, strict=False))
 
 
 @dataclass
@@ -360,20 +358,10 @@ class AtCommit:
 
 class Backlogs:
     """Lines this producer saw a backlog on, a moment ago: a blast of single calls then skips the
-    check (the release job sends those texts in turn), and only a more urgent text looks again.
-
-    A tight loop of single calls on a line whose workers keep up never leaves a backlog, yet each
-    text dispatched at commit is a task of its own: the producer reserves, journals and publishes
-    for every text, and a worker claims and records them one by one (measured: 78 calls a second
-    where plain inserts took 659). So past `STREAM` texts in `STREAM_S` dispatched at commit on one
-    line by this process, the line counts as backlogged too: the rest of the stream goes to the
-    release job, which sends it in batches within a second."""
+    check (the release job sends those texts in turn), and only a more urgent text looks again."""
 
     seen: ClassVar[dict[tuple[int, int], float]] = {}
     FOR_S = 0.5
-    STREAM = 32  # one send batch (a single `send_messages` call never dispatches more at commit)
-    STREAM_S = 1.0
-    _recent: ClassVar[dict[int, list[float]]] = {}  # by line: when its last texts went at commit
 
     @classmethod
     def note(cls, line_id: int, priority: int) -> None:
@@ -383,7 +371,6 @@ class Backlogs:
     def forget(cls) -> None:
         """Forget every backlog seen (the process now writes to another database)."""
         cls.seen.clear()
-        cls._recent.clear()
 
     @classmethod
     def known(cls, line_id: int, priority: int) -> bool:
@@ -394,20 +381,6 @@ class Backlogs:
             del cls.seen[(line_id, priority)]
             return False
         return True
-
-    @classmethod
-    def dispatched(cls, line_id: int, priorities: set[int], count: int) -> None:
-        """Texts of these priorities just went at commit on the line: a stream past `STREAM` a
-        second makes the line count as backlogged for them."""
-        if not count:
-            return
-        now = time.monotonic()
-        recent = [t for t in cls._recent.get(line_id, ()) if t > now - cls.STREAM_S] + [now] * count
-        if len(recent) > cls.STREAM:
-            for priority in priorities:
-                cls.note(line_id, priority)
-            recent = []
-        cls._recent[line_id] = recent
 
 
 class _AtCommitPause:
