@@ -49,7 +49,7 @@ from worker.store.states import FINAL_STATES
 
 pytestmark = pytest.mark.e2e
 RATE = 20.0  # texts a second: every worker always holds a few sends waiting for their slots
-COUNT = 300  # texts per scenario: fifteen seconds of sending, the cut lands well inside them
+COUNT = 200  # texts per scenario: ten seconds of sending
 HOSTS = ["a", "b", "c"]
 BROKERS = ["redis", "amqp"]
 AMQP_HEARTBEAT_S = 2  # a cut link is noticed by RabbitMQ and the worker within ~4 s
