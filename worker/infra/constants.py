@@ -19,6 +19,7 @@ REDIS_PREFIX = "outbox:"
 RATE_KEY = REDIS_PREFIX + "rate:"  # + line id: the line's next free send time (GCRA)
 RATE_EPOCH_KEY = REDIS_PREFIX + "rate-epoch"  # the run id of the Redis server that last handed out slots
 RATE_FLOOR_KEY = REDIS_PREFIX + "rate-floor"  # after a failover: no slot before this time
+PACE_KEY = REDIS_PREFIX + "pace:"  # + line id: the earliest time the line's next send may really go
 POLL_LEASE_KEY = REDIS_PREFIX + "poll-lease:"  # + line id: a line poll is on its way
 LOCK_KEY = REDIS_PREFIX + "lock:"  # + name: one beat job at a time
 RELEASE_QUEUED_KEY = REDIS_PREFIX + "release:queued"  # texts in the send queue after the last release

@@ -18,6 +18,11 @@ primary handed out started within a horizon of its reservation: none can overlap
 as the Redis hosts' clocks agree). A failover costs each line a pause of about two seconds. An
 emptied Redis (restarted with nothing kept, FLUSHDB) has no note and is not recognised: it may let a
 line go over its rate for one horizon.
+
+Slots are reserved when sends are released; a worker that falls behind runs them late, and two
+late texts of a line would then go together. So the send itself passes a second gate (`pace`): the
+line's sends, as they really go, are kept one interval apart, and a text far behind its line's pace
+is handed back rather than held.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from worker.infra.constants import RATE_EPOCH_KEY, RATE_FLOOR_KEY, RATE_KEY
+from worker.infra.constants import PACE_KEY, RATE_EPOCH_KEY, RATE_FLOOR_KEY, RATE_KEY
 from worker.infra.primary_fence import PrimaryFence
 
 # Written by hand: GCRA is a dozen lines, and it must be one atomic step in Redis.
@@ -68,6 +73,34 @@ end
 return out
 """
 
+# KEYS: one pace key per text about to go (a line may come twice). ARGV: the longest wait to reserve,
+# then per text: the gap it leaves before its line's next send (interval x cost). Returns per text the
+# wait before it may go; a text whose wait is longer than the limit is not reserved (it is handed back).
+_PACE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local longest = tonumber(ARGV[1])
+local out = {}
+for k = 1, #KEYS do
+  local at = tonumber(redis.call('GET', KEYS[k]) or '0')
+  if at < now then at = now end
+  out[k] = string.format('%.6f', at - now)
+  if tonumber(out[k]) <= longest then  -- the caller compares the same rounded number
+    local after = at + tonumber(ARGV[k + 1])
+    redis.call('SET', KEYS[k], string.format('%.6f', after), 'PX', math.ceil((after - now) * 1000) + 1000)
+  end
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class Going:
+    """A text about to be sent: its line, and the gap it leaves before the line's next send."""
+
+    line_id: int
+    gap_s: float
+
 
 @dataclass(frozen=True)
 class Wanted:
@@ -83,6 +116,7 @@ class LineRateLimiter:
 
     def __init__(self, redis: Redis, fence: PrimaryFence | None = None) -> None:
         self._reserve = redis.register_script(_RESERVE)
+        self._pace = redis.register_script(_PACE)
         self._fence = fence
 
     def reserve(
@@ -124,4 +158,24 @@ class LineRateLimiter:
             return waits  # the reservation outlasted its confirmation: its slots may be a lost primary's
         for w, answer in zip(limited, answers, strict=True):
             waits[w.line_id] = [float(wait) for wait in answer]
+        return waits
+
+    def pace(self, going: Sequence[Going], longest_wait_s: float) -> list[float]:
+        """How long each text must wait so that its line's sends really go one gap apart (in this
+        order); a text whose wait is over `longest_wait_s` gets no place in its line's pace (the
+        caller hands it back for later). Texts with no gap (an unlimited line) never wait."""
+        waits = [0.0] * len(going)
+        paced = [n for n, g in enumerate(going) if g.gap_s > 0]
+        if not paced:
+            return waits
+        confirmed = self._fence.primary() if self._fence else None
+        if self._fence and confirmed is None:
+            return waits  # no primary in good standing: the slots reserved at release still hold
+        answers = self._pace(
+            keys=[f"{PACE_KEY}{going[n].line_id}" for n in paced],
+            args=[longest_wait_s, *(going[n].gap_s for n in paced)],
+            client=confirmed.client if confirmed else None,
+        )
+        for n, answer in zip(paced, answers, strict=True):
+            waits[n] = float(answer)
         return waits

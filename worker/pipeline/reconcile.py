@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from worker.infra.runtime import Runtime
 from worker.pipeline.decide import Decision, Search, decide_search
 from worker.pipeline.delivery import record_status
 from worker.pipeline.dispatch import Outbox, try_dispatch
+from worker.pipeline.summary import batch_summary
 from worker.store.db import transaction
 from worker.store.lines import line_of, mark_needs_login
 from worker.store.models import Part, utcnow
@@ -41,7 +41,6 @@ from worker.zipwhip.results import ProviderMessage
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
-SUMMARY_DETAIL_MAX = 3  # a batch's summary lists each message up to this many; beyond, it counts
 MAX_PAGES = 20  # bounds the search on a very busy line
 
 
@@ -85,15 +84,8 @@ def reconcile_step(runtime: Runtime, message_ids: int | Sequence[int]) -> str:
     for message_id, result in settled.items():
         if result.final_state:
             notify_final(runtime.settings.outcome_hook, message_id, result.final_state)
-    return _summarize([settled[m] for m in ids if m in settled])
-
-
-def _summarize(settled: list[Settled]) -> str:
-    """One line for Flower: each message when there are few, counts by outcome when there are many."""
-    if len(settled) <= SUMMARY_DETAIL_MAX:
-        return "; ".join(s.summary for s in settled) or "nothing to do"
-    counts = Counter(s.kind for s in settled)
-    return f"{len(settled)} messages: " + ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+    done = [settled[m] for m in ids if m in settled]
+    return batch_summary([s.summary for s in done], [s.kind for s in done])
 
 
 def _wanted_all(

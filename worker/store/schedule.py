@@ -71,6 +71,14 @@ def release_again(part: Part, now: datetime) -> None:
     part.due_at = now
 
 
+def hand_back(part: Part, due_at: datetime) -> None:
+    """A released part that came too late for its line's pace (its worker ran behind): due again when
+    the pace allows. That release does not count against the part: it never had its chance."""
+    part.dispatched_at = None
+    part.due_at = due_at
+    part.releases = max(0, part.releases - 1)
+
+
 def release_held(session: Session, message_ids: Sequence[int], now: datetime) -> int:
     """The released, unclaimed parts of these messages are due now: the worker that held their send
     tasks died. Returns how many."""

@@ -8,6 +8,7 @@ import time
 
 from worker.infra.metrics import observe_provider_latencies
 from worker.infra.runtime import Runtime
+from worker.pipeline.liveness import may_send
 from worker.pipeline.send.values import Accepted, Claimed
 from worker.zipwhip.client import ZipwhipClient
 from worker.zipwhip.errors import Classification, ErrorKind, ProviderError
@@ -19,6 +20,11 @@ def call_all(runtime: Runtime, claims: list[Claimed]) -> list[Accepted | Provide
     """Send every claimed part, concurrently on the provider pool; answers in the claims' order."""
 
     def timed(claimed: Claimed) -> tuple[Accepted | ProviderError, float]:
+        wait = claimed.not_before - time.monotonic()
+        if wait > 0:  # its line's pace: the previous text of its line went late
+            time.sleep(wait)
+            if not may_send():  # the worker's liveness was checked before the wait
+                return fenced(), 0.0
         started = time.perf_counter()
         answer = call_provider(runtime.client, claimed)
         return answer, time.perf_counter() - started
@@ -27,6 +33,16 @@ def call_all(runtime: Runtime, claims: list[Claimed]) -> list[Accepted | Provide
     results = [timed(claims[0])] if len(claims) == 1 else list(runtime.provider_pool.map(timed, claims))
     observe_provider_latencies(runtime.redis, [seconds for _, seconds in results])
     return [answer for answer, _ in results]
+
+
+def fenced() -> ProviderError:
+    """What a worker that cannot prove it is alive (it may have been declared dead, and its claims
+    handed to reconciliation) answers itself instead of calling the provider: nothing was sent."""
+    return ProviderError(
+        ErrorKind.CONNECTION_FAILED,
+        Classification.RETRYABLE,
+        "not sent: this worker is not known to be alive",
+    )
 
 
 def call_provider(client: ZipwhipClient, claimed: Claimed) -> Accepted | ProviderError:

@@ -3,12 +3,15 @@ token; the others get an outcome saying why not (and what was done about it)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlmodel import Session
 
+from worker.pipeline.send.pace import LONGEST_WAIT_S
 from worker.pipeline.send.values import Claimed, Outcome
 from worker.store.attachments import files_to_send
 from worker.store.consent import suppressed_numbers
@@ -16,9 +19,15 @@ from worker.store.lines import lines_by_id
 from worker.store.models import Line, Part
 from worker.store.queue import Turn, waiting_behind_earlier
 from worker.store.record import Locked, lock_messages, move_part
-from worker.store.schedule import await_login, release_again, take_claim, to_reconcile
+from worker.store.schedule import await_login, hand_back, release_again, take_claim, to_reconcile
 from worker.store.states import LineState, Priority, Source, State
 from worker.zipwhip.client import Upload
+
+
+class Pace(Protocol):
+    """Each text's wait before it may go, by its line's pace (`worker.pipeline.send.pace`)."""
+
+    def waits(self, going: Sequence[tuple[Line, Part]]) -> list[float]: ...
 
 
 def _label(locked: Locked, part: Part) -> str:
@@ -28,9 +37,15 @@ def _label(locked: Locked, part: Part) -> str:
 
 
 def claim_all(
-    session: Session, message_ids: Sequence[int], token: str, worker: str, now: datetime
+    session: Session,
+    message_ids: Sequence[int],
+    token: str,
+    worker: str,
+    now: datetime,
+    pace: Pace | None = None,
 ) -> tuple[list[Claimed], list[Outcome]]:
-    """Claim each message's next part if it may go now; the others get an outcome saying why not."""
+    """Claim each message's next part if it may go now; the others get an outcome saying why not.
+    With a `pace`, each claim also takes its place in its line's pace (or is handed back if late)."""
     lockeds = lock_messages(session, message_ids)
     lines = {line.id: line for line in lines_of(session, lockeds.values())}
     outcomes = [Outcome(m, f"message {m}: not found", "skipped") for m in message_ids if m not in lockeds]
@@ -46,14 +61,24 @@ def claim_all(
         Turn(m.id or 0, m.line_id, m.recipient, m.priority) for m in (locked.message for locked, _ in ready)
     ]
     behind = waiting_behind_earlier(session, turns, now)
-    claims = []
+    going: list[tuple[Locked, Part, Line]] = []
     for locked, part in ready:
         line = lines[locked.message.line_id]
         why = _blocked(session, locked, part, line, now, stopped, behind)
         if why is not None:
             outcomes.append(why)
         else:
-            claims.append(_take_claim(session, locked, part, line, token, worker, now))
+            going.append((locked, part, line))
+    waits = pace.waits([(line, part) for _, part, line in going]) if pace and going else [0.0] * len(going)
+    claims = []
+    for (locked, part, line), wait in zip(going, waits, strict=True):
+        if wait > LONGEST_WAIT_S:
+            hand_back(part, now + timedelta(seconds=wait))
+            late = f"{_label(locked, part)}: waiting for its line's pace"
+            outcomes.append(Outcome(locked.message.id or 0, late, "waiting"))
+        else:
+            claimed = _take_claim(session, locked, part, line, token, worker, now)
+            claims.append(replace(claimed, not_before=time.monotonic() + wait) if wait > 0 else claimed)
     return _with_files(session, claims), outcomes
 
 

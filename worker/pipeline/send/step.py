@@ -13,19 +13,19 @@ from worker.infra.runtime import Runtime
 from worker.pipeline.dispatch import Outbox
 from worker.pipeline.liveness import may_send
 from worker.pipeline.retry import INFRASTRUCTURE_ERRORS
-from worker.pipeline.send.call import call_all
+from worker.pipeline.send.call import call_all, fenced
 from worker.pipeline.send.claim import claim_all
+from worker.pipeline.send.pace import LinePace
 from worker.pipeline.send.record import record_all
 from worker.pipeline.send.values import Accepted, Claimed, Outcome
+from worker.pipeline.summary import batch_summary
 from worker.store.db import transaction
 from worker.store.models import utcnow
 from worker.store.record import quarantine
 from worker.store.states import Source
-from worker.zipwhip.errors import Classification, ErrorKind, ProviderError
+from worker.zipwhip.errors import ProviderError
 
 log = logging.getLogger(__name__)
-
-SUMMARY_DETAIL_MAX = 3  # a batch's summary lists each message up to this many; beyond, it counts
 
 
 def send_step(runtime: Runtime, message_ids: Sequence[int], token: str, worker: str = "") -> str:
@@ -36,7 +36,7 @@ def send_step(runtime: Runtime, message_ids: Sequence[int], token: str, worker: 
     claims, outcomes = _claim(runtime, list(message_ids), token, worker)
     if claims:
         answers: list[Accepted | ProviderError] = (
-            call_all(runtime, claims) if may_send() else [_fenced() for _ in claims]
+            call_all(runtime, claims) if may_send() else [fenced() for _ in claims]
         )
         outcomes += _record(runtime, claims, answers, token)
     count_send_outcomes(runtime.redis, [(o.kind, o.priority or "normal") for o in outcomes])
@@ -48,23 +48,13 @@ def send_step(runtime: Runtime, message_ids: Sequence[int], token: str, worker: 
     return summarize(outcomes)
 
 
-def _fenced() -> ProviderError:
-    """What a worker that cannot prove it is alive (it may have been declared dead, and its claims
-    handed to reconciliation) answers itself instead of calling the provider: nothing was sent."""
-    return ProviderError(
-        ErrorKind.CONNECTION_FAILED,
-        Classification.RETRYABLE,
-        "not sent: this worker is not known to be alive",
-    )
-
-
 def _claim(runtime: Runtime, ids: list[int], token: str, worker: str) -> tuple[list[Claimed], list[Outcome]]:
     """Claim the batch in one transaction. If that raises (and not for a database or Redis outage,
     which Celery retries), claim each text on its own: one poison text (a bug, a bad row) is then
     quarantined alone instead of sinking the batch with it, again on every release."""
     try:
         with transaction(runtime.engine) as session:
-            return claim_all(session, ids, token, worker, utcnow())
+            return claim_all(session, ids, token, worker, utcnow(), LinePace(runtime))
     except INFRASTRUCTURE_ERRORS:
         raise
     except Exception as error:
@@ -126,9 +116,7 @@ def _record(
 
 def summarize(outcomes: list[Outcome]) -> str:
     """One line for Flower: each message when there are few, counts by outcome when there are many."""
-    if len(outcomes) <= SUMMARY_DETAIL_MAX:
-        return "; ".join(o.summary for o in sorted(outcomes, key=lambda o: o.message_id)) or "nothing to do"
-    counts = Counter(o.kind for o in outcomes)
+    ordered = sorted(outcomes, key=lambda o: o.message_id)
     priorities = Counter(o.priority for o in outcomes if o.priority)
     mix = f" ({', '.join(f'{n} {p}' for p, n in priorities.most_common())})" if priorities else ""
-    return f"{len(outcomes)} messages{mix}: " + ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+    return batch_summary([o.summary for o in ordered], [o.kind for o in ordered], mix)

@@ -20,6 +20,7 @@ class Claimed:
     session_key: str = field(repr=False)  # a credential: never in a repr, a log or a traceback
     files: tuple[Upload, ...]
     priority: str = "normal"
+    not_before: float = 0.0  # time.monotonic() before which it may not go (its line's pace)
 
 
 @dataclass(frozen=True)
