@@ -131,33 +131,36 @@ def _ids(argument: int | list[int]) -> list[int]:
     return [argument] if isinstance(argument, int) else list(argument)
 
 
-def abandoned_publications(redis: Redis, older_than_s: float) -> dict[str, list[int]]:
-    """The sends that processes noted to publish more than `older_than_s` ago and never did (they died
-    between commit and publish), by journal token."""
-    found = {}
-    cutoff = time.time() - older_than_s
-    for token, raw in redis.hgetall(PUBLISHING_KEY).items():
-        try:
-            entry = json.loads(raw)
-            stale, ids = float(entry["at"]) < cutoff, [int(i) for i in entry["ids"]]
-        except (ValueError, KeyError, TypeError):
-            stale, ids = True, []
-        if stale:
-            found[token.decode() if isinstance(token, bytes) else str(token)] = ids
-    return found
+@dataclass(frozen=True)
+class Publications:
+    """The publishing journal as read once (one release run reads it once): which sends processes
+    noted to publish, and when each last said it was still at it, by journal token."""
 
+    entries: dict[str, tuple[float, list[int]]]
 
-def being_published(redis: Redis) -> set[int]:
-    """The message ids of the sends some process noted to publish and has not crossed off yet: their
-    tasks are on their way (a big batch takes seconds to publish on a busy machine), not lost. Those
-    it never publishes are `abandoned_publications`."""
-    ids: set[int] = set()
-    for raw in redis.hvals(PUBLISHING_KEY):
-        try:
-            ids.update(int(i) for i in json.loads(raw)["ids"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return ids
+    @classmethod
+    def read(cls, redis: Redis) -> Publications:
+        entries = {}
+        for token, raw in redis.hgetall(PUBLISHING_KEY).items():
+            name = token.decode() if isinstance(token, bytes) else str(token)
+            try:
+                entry = json.loads(raw)
+                entries[name] = (float(entry["at"]), [int(i) for i in entry["ids"]])
+            except (ValueError, KeyError, TypeError):
+                entries[name] = (0.0, [])  # unreadable: abandoned, naming nothing
+        return cls(entries)
+
+    def being_published(self) -> set[int]:
+        """The message ids of the sends some process noted and has not crossed off yet: their tasks
+        are on their way (a big batch takes seconds to publish on a busy machine), not lost. Those it
+        never publishes are `abandoned`."""
+        return {i for _, ids in self.entries.values() for i in ids}
+
+    def abandoned(self, older_than_s: float) -> dict[str, list[int]]:
+        """The sends noted more than `older_than_s` ago and never published (their process died
+        between commit and publish), by journal token."""
+        cutoff = time.time() - older_than_s
+        return {token: ids for token, (at, ids) in self.entries.items() if at < cutoff}
 
 
 def forget_publications(redis: Redis, tokens: Iterable[str]) -> None:

@@ -40,9 +40,8 @@ from worker.infra.ratelimit import Wanted
 from worker.infra.runtime import Runtime
 from worker.pipeline.dispatch import (
     Outbox,
+    Publications,
     Slot,
-    abandoned_publications,
-    being_published,
     forget_publications,
     line_rate,
     publish_sends,
@@ -93,9 +92,10 @@ def release_due(runtime: Runtime, now: datetime | None = None) -> dict[str, int]
 def _release_due(runtime: Runtime, now: datetime) -> dict[str, int]:
     outbox = Outbox()
     recover_dead_workers(runtime, now)
+    journal = Publications.read(runtime.redis)
     with transaction(runtime.engine) as session:
-        _recover_lost_sends(session, runtime, now)
-        _recover_unpublished(session, runtime, now)
+        _recover_lost_sends(session, runtime, now, journal)
+        _recover_unpublished(session, runtime, now, journal)
         sends = _release_sends(session, runtime, now, outbox)
         reconciles = _release_reconciles(session, runtime, now, outbox)
         poll_lines = lines_to_poll(session, now, runtime.settings.poll_delays_s[0])
@@ -105,7 +105,7 @@ def _release_due(runtime: Runtime, now: datetime) -> dict[str, int]:
     return {"sends": sends, "polls": polls, "reconciles": reconciles}
 
 
-def _recover_lost_sends(session: Session, runtime: Runtime, now: datetime) -> int:
+def _recover_lost_sends(session: Session, runtime: Runtime, now: datetime, journal: Publications) -> int:
     """Parts released a while ago and still unclaimed whose send task is nowhere (not in the broker's
     queue, not in a worker's hands, not about to be published) are due again now, not when their lease
     runs out: Redis restarted empty, or a worker was killed between taking a task from the queue and
@@ -116,7 +116,7 @@ def _recover_lost_sends(session: Session, runtime: Runtime, now: datetime) -> in
     queued = runtime.broker.send_ids(LOST_AFTER_S)
     if queued is None:  # RabbitMQ: a task is in its queue or a live worker's hands (brokers.AmqpBroker)
         return 0
-    lost = suspects - queued - held_ids(runtime.redis, "send") - being_published(runtime.redis)
+    lost = suspects - queued - held_ids(runtime.redis, "send") - journal.being_published()
     if not lost:
         return 0
     recovered = release_held(session, sorted(lost), now)
@@ -124,10 +124,10 @@ def _recover_lost_sends(session: Session, runtime: Runtime, now: datetime) -> in
     return recovered
 
 
-def _recover_unpublished(session: Session, runtime: Runtime, now: datetime) -> int:
+def _recover_unpublished(session: Session, runtime: Runtime, now: datetime, journal: Publications) -> int:
     """Sends a process leased and committed but died before publishing (a worker killed mid-run, a
     producer killed right after its commit) are due again now, not when their lease runs out."""
-    abandoned = abandoned_publications(runtime.redis, LOST_AFTER_S)
+    abandoned = journal.abandoned(LOST_AFTER_S)
     if not abandoned:
         return 0
     recovered = release_held(session, [i for ids in abandoned.values() for i in ids], now)
