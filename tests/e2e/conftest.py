@@ -147,8 +147,10 @@ def deploy(
     workdir: Path,
     env: dict[str, str] | None = None,
     web: bool = False,
+    workers: int = 1,
+    beat: bool = True,
 ) -> Iterator[Deployment]:
-    """A deployment on `kind` ("sqlite" or "postgres"): worker, beat, and the web process if asked."""
+    """A deployment on `kind` ("sqlite" or "postgres"): worker(s), beat, and the web process if asked."""
     with _database(kind, workdir) as database_url:
         full_env = {
             "OUTBOX_BROKER_URL": broker_url,
@@ -163,7 +165,7 @@ def deploy(
         engine = make_engine(database_url)
         migrate(engine)
         engine.dispose()
-        with running_stack(full_env, workdir) as stack:
+        with running_stack(full_env, workdir, workers, beat) as stack:
             if web:
                 start_web(stack)
             configure(stack.settings)
