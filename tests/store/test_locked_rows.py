@@ -8,34 +8,15 @@ import pytest
 from sqlalchemy import Engine, event, update
 from sqlmodel import col, select
 
+from tests.store.rows import stored_texts
 from worker.store.db import transaction
-from worker.store.models import Line, Message, Part, utcnow
+from worker.store.models import Part, utcnow
 from worker.store.record import lock_messages
 from worker.store.states import State
 
 
 def _messages(engine: Engine, count: int) -> list[int]:
-    with transaction(engine) as session:
-        line = Line(phone="+15556661234", username="5556661234", state="active")
-        session.add(line)
-        session.flush()
-        messages = [Message(line_id=line.id or 0, recipient=f"+1206555{n:04d}") for n in range(count)]
-        session.add_all(messages)
-        session.flush()
-        session.add_all(
-            Part(
-                message_id=m.id or 0,
-                line_id=line.id or 0,
-                position=0,
-                kind="sms",
-                body="hi",
-                body_bytes=2,
-                payload_bytes=2,
-            )
-            for m in messages
-        )
-        session.flush()
-        return [m.id or 0 for m in messages]
+    return [message_id for message_id, _ in stored_texts(engine, count)]
 
 
 def _parts(engine: Engine) -> dict[int, Part]:

@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from tests.store.rows import stored_texts
 from tests.support.services import throwaway_postgres
 from worker.pipeline.delivery import record_status
 from worker.store.db import make_engine, migrate, transaction
-from worker.store.models import Line, Message, Part, utcnow
+from worker.store.models import Part, utcnow
 from worker.store.record import lock_message
 from worker.store.states import Source
 
@@ -32,28 +33,9 @@ def postgres() -> Iterator[Engine]:
 
 
 def _sent_part(engine: Engine) -> int:
-    with transaction(engine) as session:
-        line = Line(phone="+15556661234", username="5556661234", state="active")
-        session.add(line)
-        session.flush()
-        message = Message(line_id=line.id or 0, recipient="+12065551234", state="sent")
-        session.add(message)
-        session.flush()
-        part = Part(
-            message_id=message.id or 0,
-            line_id=line.id or 0,
-            position=0,
-            kind="sms",
-            body="hi",
-            body_bytes=2,
-            payload_bytes=2,
-            state="sent",
-            provider_id="1001",
-            status_code=1,
-        )
-        session.add(part)
-        session.flush()
-        return part.id or 0
+    sent = {"state": "sent", "provider_id": "1001", "status_code": 1}
+    [(_, part_id)] = stored_texts(engine, message={"state": "sent"}, part=sent)
+    return part_id
 
 
 def test_a_part_loaded_before_the_lock_is_read_again_under_it(postgres: Engine) -> None:

@@ -6,38 +6,22 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
+from tests.store.rows import stored_texts
 from worker.report import message_report
 from worker.store.db import transaction
-from worker.store.models import Line, Message, Part, utcnow
+from worker.store.models import utcnow
 
 
 def test_a_retrying_part_shows_its_attempts_and_next_attempt(engine: Engine) -> None:
     due = utcnow() + timedelta(seconds=40)
+    retrying = {"state": "retrying", "attempts": 2, "due_at": due, "error_code": -855}
+    [(message_id, _)] = stored_texts(
+        engine,
+        message={"state": "retrying"},
+        part={**retrying, "error_description": "Internal Error"},
+    )
     with transaction(engine) as session:
-        line = Line(phone="+15556661234", username="5556661234", state="active")
-        session.add(line)
-        session.flush()
-        message = Message(line_id=line.id or 0, recipient="+12065551234", state="retrying")
-        session.add(message)
-        session.flush()
-        session.add(
-            Part(
-                message_id=message.id or 0,
-                line_id=line.id or 0,
-                position=0,
-                kind="sms",
-                body="hi",
-                body_bytes=2,
-                payload_bytes=2,
-                state="retrying",
-                attempts=2,
-                due_at=due,
-                error_code=-855,
-                error_description="Internal Error",
-            )
-        )
-    with transaction(engine) as session:
-        report = message_report(session, message.id or 0)
+        report = message_report(session, message_id)
     assert report is not None
     [part] = report["parts"]
     assert part["attempts"] == 2 and part["next_attempt_at"] == due.isoformat()
