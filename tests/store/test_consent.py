@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from worker.inbound.messages import record_provider_message
 from worker.inbound.optouts import apply_keyword
-from worker.store.consent import lift, suppress, suppressed_numbers
+from worker.store.consent import lift, suppress, suppressed_numbers, suppressed_pairs
 from worker.store.db import transaction
 from worker.store.models import Line, utcnow
 from worker.zipwhip.results import ProviderMessage
@@ -101,3 +101,18 @@ def test_a_received_text_is_kept_per_line_never_found_on_another(engine: Engine)
     assert created_a and created_b  # the same provider id on another line is another text
     assert row_a is not None and row_b is not None
     assert (row_a.line_id, row_b.line_id) == (line_a, line_b)
+
+
+def test_a_batch_of_many_lines_is_checked_pair_by_pair(engine: Engine, line_id: int) -> None:
+    other = "+12065550999"
+    with transaction(engine) as session:
+        second = _line(session, "+15556667777")
+        suppress(session, line_id, NUMBER, "inbound", T0, certain=True)
+        suppress(session, second, other, "inbound", T0, certain=True)
+        suppress(session, second, NUMBER, "inbound", T0, certain=True)
+        lift(session, second, NUMBER, "inbound", T0 + timedelta(minutes=1), certain=True)
+    asked = [(line_id, NUMBER), (line_id, other), (second, NUMBER), (second, other)]
+    with transaction(engine) as session:
+        # each line's own STOPs only: neither line's STOP spills over to the other line
+        assert suppressed_pairs(session, asked) == {(line_id, NUMBER), (second, other)}
+        assert suppressed_pairs(session, []) == set()

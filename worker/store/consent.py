@@ -76,10 +76,18 @@ def suppressed(session: Session, line_id: int) -> list[OptOut]:
 
 def suppressed_numbers(session: Session, line_id: int, numbers: Iterable[str]) -> set[str]:
     """Those of the numbers that must not be texted from this line (one query)."""
-    wanted = sorted(set(numbers))
+    return {number for _, number in suppressed_pairs(session, [(line_id, n) for n in numbers])}
+
+
+def suppressed_pairs(session: Session, pairs: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Those of the (line id, number) pairs that must not be texted: one query for a batch of many
+    lines (the lines and the numbers each narrow it by an index; the pairs are matched here)."""
+    wanted = set(pairs)
     if not wanted:
         return set()
-    query = select(OptOut.number).where(
-        OptOut.line_id == line_id, col(OptOut.number).in_(wanted), col(OptOut.lifted_at).is_(None)
+    query = select(OptOut.line_id, OptOut.number).where(
+        col(OptOut.line_id).in_(sorted({line_id for line_id, _ in wanted})),
+        col(OptOut.number).in_(sorted({number for _, number in wanted})),
+        col(OptOut.lifted_at).is_(None),
     )
-    return set(session.exec(query).all())
+    return {(line_id, number) for line_id, number in session.exec(query).all()} & wanted

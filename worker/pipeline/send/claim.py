@@ -14,7 +14,7 @@ from sqlmodel import Session
 from worker.pipeline.send.pace import LONGEST_WAIT_S
 from worker.pipeline.send.values import Claimed, Outcome
 from worker.store.attachments import files_to_send
-from worker.store.consent import suppressed_numbers
+from worker.store.consent import suppressed_pairs
 from worker.store.lines import lines_by_id
 from worker.store.models import Line, Part
 from worker.store.queue import Turn, waiting_behind_earlier
@@ -117,15 +117,8 @@ def _redelivered(
 
 
 def _opted_out(session: Session, lockeds: list[Locked]) -> set[tuple[int, str]]:
-    """(line id, number) of the recipients among these messages who texted STOP."""
-    by_line: dict[int, set[str]] = {}
-    for locked in lockeds:
-        by_line.setdefault(locked.message.line_id, set()).add(locked.message.recipient)
-    return {
-        (line_id, n)
-        for line_id, numbers in by_line.items()
-        for n in suppressed_numbers(session, line_id, numbers)
-    }
+    """(line id, number) of the recipients among these messages who texted STOP (one query)."""
+    return suppressed_pairs(session, [(lk.message.line_id, lk.message.recipient) for lk in lockeds])
 
 
 def _blocked(
