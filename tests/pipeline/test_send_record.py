@@ -8,10 +8,13 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import col, select
 
+from tests.pipeline.conftest import LINE, OTHER
 from tests.pipeline.steps import (
+    BODY,
     TO,
+    TOKEN,
     answered,
     aware,
     claimed,
@@ -22,10 +25,13 @@ from tests.pipeline.steps import (
     part_of,
 )
 from worker.infra.runtime import Runtime
+from worker.pipeline.send.claim import claim_all
 from worker.pipeline.send.values import Accepted
-from worker.store.consent import suppressed_numbers
+from worker.producer.enqueue import TextRequest, enqueue_many
+from worker.store.consent import suppress, suppressed_numbers
 from worker.store.db import transaction
 from worker.store.models import Part, utcnow
+from worker.store.schedule import lease
 from worker.store.states import LineState, State
 from worker.zipwhip.errors import Classification, ErrorKind
 
@@ -138,3 +144,18 @@ def test_no_refusal_leaves_a_part_sending(
     now = utcnow()
     answered(runtime, claimed(runtime, message_id, now), error(kind, classification), now)
     assert part_of(runtime, message_id).state in (State.RETRYING, State.UNKNOWN)
+
+
+def test_a_claim_rejects_a_recipient_who_said_stop_to_that_line_only(runtime: Runtime) -> None:
+    ids = enqueue_many(runtime, [TextRequest(LINE, TO, BODY), TextRequest(OTHER, TO, BODY)])
+    now = utcnow()
+    with transaction(runtime.engine) as session:
+        suppress(session, line_of(runtime).id or 0, TO, "inbound", now, certain=True)
+        part_ids = session.exec(select(Part.id).where(col(Part.message_id).in_(ids))).all()
+        assert len(lease(session, [p or 0 for p in part_ids], now, 60.0)) == 2
+    with transaction(runtime.engine) as session:  # one batch, two lines
+        claims, outcomes = claim_all(session, ids, TOKEN, "worker-1", now)
+    assert [c.message_id for c in claims] == [ids[1]]  # the same number on the other line still goes
+    assert [(o.message_id, o.kind, o.summary.split(": ")[-1]) for o in outcomes] == [
+        (ids[0], "rejected", "recipient opted out")
+    ]
