@@ -16,6 +16,7 @@ from tests.pipeline.conftest import LINE, OTHER, set_rates
 from tests.pipeline.steps import TOKEN, aware, part_of
 from worker.infra.ratelimit import Going, LineRateLimiter
 from worker.infra.runtime import Runtime
+from worker.pipeline.send import call
 from worker.pipeline.send.call import call_all
 from worker.pipeline.send.claim import claim_all
 from worker.pipeline.send.pace import LONGEST_WAIT_S, LinePace
@@ -24,6 +25,7 @@ from worker.producer.enqueue import TextRequest, enqueue_many
 from worker.store.db import transaction
 from worker.store.models import Line, Part, utcnow
 from worker.store.schedule import lease
+from worker.zipwhip.errors import ProviderError
 from worker.zipwhip.results import SendToken, SmsReceipt
 
 
@@ -145,3 +147,15 @@ def test_a_text_goes_no_earlier_than_its_place(client: redis.Redis) -> None:
 
 def _claim(body: str, not_before: float) -> Claimed:
     return Claimed(1, 1, body, "sms", "+12065550100", body, "k", (), not_before=not_before)
+
+
+def test_a_worker_declared_dead_while_a_text_waited_for_its_place_does_not_send_it(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client_ = TimedClient()
+    monkeypatch.setattr(call, "may_send", lambda: False)  # its alive key lapsed during the wait
+    with ThreadPoolExecutor(2) as pool:
+        runtime: Any = SimpleNamespace(client=client_, provider_pool=pool, redis=client)
+        [answer] = call_all(runtime, [_claim("waited", time.monotonic() + 0.2)])
+    assert client_.sent_at == {}  # nothing went to the provider
+    assert isinstance(answer, ProviderError) and "not known to be alive" in answer.description
