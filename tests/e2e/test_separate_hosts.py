@@ -52,6 +52,11 @@ RATE = 20.0  # texts a second: every worker always holds a few sends waiting for
 COUNT = 300  # texts per scenario: fifteen seconds of sending (the 10 s rate check means something)
 HOSTS = ["a", "b", "c"]
 BROKERS = ["redis", "amqp"]
+# The provider's clock sees a send when it arrives, not when the line's pace let it go: a delay from
+# the pace to the provider that varies by more than one interval (50 ms at 20/s: a GC pause, a busy
+# machine, a host behind its own network) lets arrivals close up (CI saw 202 in 10 s). A limiter
+# that was not shared across the three hosts would send two or three times the rate.
+ARRIVAL_JITTER_S = 0.25
 AMQP_HEARTBEAT_S = 2  # a cut link is noticed by RabbitMQ and the worker within ~4 s
 
 
@@ -197,7 +202,8 @@ def _check(hosts: Deployment, ids: list[int], prefix: str) -> None:
     assert _after_final(events) == [], "a late answer moved a final text"
     times = provider_times(hosts.runtime, DEMO_LINE, DEMO_PASSWORD, prefix)
     print(f"\n{prefix}: busiest 10 s {busiest(times)} at {RATE:.0f}/s")
-    assert busiest(times) <= RATE * 10 + 1, "the line kept its rate across the hosts (one slot of jitter)"
+    most = RATE * (10 + ARRIVAL_JITTER_S) + 1
+    assert busiest(times) <= most, "the line kept its rate across the hosts (plus the arrivals' jitter)"
 
 
 def _after_final(events: list[StatusEvent]) -> list[str]:
