@@ -83,6 +83,7 @@ def test_bench_measures_the_baseline_and_the_pipeline_in_one_run(tmp_path: Path)
     assert http["single_requests_per_s"] > 0 and http["batch_texts_per_s"] > 0
     lines = figures["lines_round"]
     assert lines["lines"] == 10 and lines["calls_per_delivered"] >= 1 and lines["last_accepted_s"] > 0
+    assert lines["cpu_ms_per_text"]["worker"] > 0 and lines["cpu_ms_per_text"]["beat"] >= 0
     assert _bench_databases() == before
 
 

@@ -143,6 +143,10 @@ def _dispatcher_rows(table: Table, result: BenchResult) -> None:
         table.add_row(
             "  release run p50 / max (s)", f"{r['release_run_p50_s']} / {r['release_run_max_s']}", ""
         )
+        roles = r.get("cpu_ms_per_text", {})
+        table.add_row(
+            "  CPU per text until final, by role (ms)", ", ".join(f"{k} {v:.3g}" for k, v in roles.items()), ""
+        )
     if result.history_effect:
         h = result.history_effect
         table.add_row(

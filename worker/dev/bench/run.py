@@ -149,7 +149,13 @@ def _run(
     lines_round = None
     if options.lines:
         console.print(f"lines: {options.lines:,} lines x 5 texts at 1/s each, enqueued at once ...")
+        roles = _roles(stack)
+        cpu_before = {role: sum(cpu_s(pid) for pid in pids) for role, pids in roles.items()}
         lines_round = many_lines(runtime, base_url, options.lines)
+        lines_round["cpu_ms_per_text"] = {
+            role: round(1000 * (sum(cpu_s(pid) for pid in pids) - cpu_before[role]) / lines_round["texts"], 2)
+            for role, pids in roles.items()
+        }
     recovered = None
     if options.recovery:
         console.print("recovery: a worker killed (SIGKILL) mid-run, a fresh one started ...")
