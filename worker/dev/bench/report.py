@@ -143,10 +143,8 @@ def _dispatcher_rows(table: Table, result: BenchResult) -> None:
         table.add_row(
             "  release run p50 / max (s)", f"{r['release_run_p50_s']} / {r['release_run_max_s']}", ""
         )
-        roles = r.get("cpu_ms_per_text", {})
-        table.add_row(
-            "  CPU per text until final, by role (ms)", ", ".join(f"{k} {v:.3g}" for k, v in roles.items()), ""
-        )
+        by_role = ", ".join(f"{k} {v:.3g}" for k, v in r.get("cpu_ms_per_text", {}).items())
+        table.add_row("  CPU per text until final, by role (ms)", by_role, "")
     if result.history_effect:
         h = result.history_effect
         table.add_row(
