@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from worker.store import progress
 from worker.store.db import transaction
-from worker.store.models import Line, Message, Part, utcnow
+from worker.store.models import Line, Message, Part, StatusEvent, utcnow
 from worker.store.progress import Span
 from worker.store.states import State
 
@@ -59,3 +61,26 @@ def test_counts_follow_the_states_of_a_set_given_as_ids_or_a_span(engine: Engine
         messages, kinds = progress.messages_and_kinds(session, [sent, delivered])
         assert {m.id for m in messages} == {sent, delivered}
         assert kinds == {sent: ["mms", "sms"], delivered: ["sms"]}
+
+
+def test_the_last_acceptance_is_the_latest_sent_event_of_the_set(engine: Engine) -> None:
+    now = utcnow()
+    with transaction(engine) as session:
+        line = Line(phone="+15556661234", username="5556661234", state="active")
+        session.add(line)
+        session.flush()
+        first = _message(session, line.id or 0, State.SENT, [("sms", State.SENT, "1")])
+        second = _message(session, line.id or 0, State.DELIVERED, [("sms", State.DELIVERED, "2")])
+        for message_id, state, seconds in (
+            (first, State.SENT, 1),
+            (second, State.SENT, 2),
+            (second, State.DELIVERED, 3),  # later, but not an acceptance
+        ):
+            event = StatusEvent(
+                message_id=message_id, source="worker", state=state, at=now + timedelta(seconds=seconds)
+            )
+            session.add(event)
+    with Session(engine) as session:
+        assert progress.last_accepted_at(session, Span(first, second)) == now + timedelta(seconds=2)
+        assert progress.last_accepted_at(session, [first]) == now + timedelta(seconds=1)
+        assert progress.last_accepted_at(session, [second + 1]) is None

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from worker.store.models import Message, Part
+from worker.store.models import Message, Part, StatusEvent
 from worker.store.states import FINAL_STATES, NOT_YET_ACCEPTED, State
 
 
@@ -61,6 +61,14 @@ def messages_not_final(session: Session, ids: Ids) -> int:
 def messages_delivered(session: Session, ids: Ids) -> int:
     """Messages of the set delivered."""
     return _count(session, _among(Message.id, ids), col(Message.state) == State.DELIVERED)
+
+
+def last_accepted_at(session: Session, ids: Ids) -> datetime | None:
+    """When the provider's acceptance of the last of these messages' parts was recorded (None: none yet)."""
+    query = select(func.max(StatusEvent.at)).where(
+        _among(StatusEvent.message_id, ids), col(StatusEvent.state) == State.SENT
+    )
+    return session.exec(query).one()
 
 
 def timings(session: Session, ids: Ids) -> list[tuple[State, datetime, datetime | None]]:
