@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 MAX_DUE_PER_POLL = 500  # due parts one line poll takes on (bounds its memory); the rest wait for the next
 ORDER_SKEW_S = 2.0  # how far our record times may disagree with the provider's order of creation
 RECORD_CHUNK = 100  # messages recorded per transaction
+Answers = dict[int, dict[int, ProviderMessage | ProviderError]]  # by message id, then part id
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,13 @@ def poll_line_step(runtime: Runtime, line_id: int) -> str:
     if isinstance(due, str):
         return due
     listed, pages = _listed(runtime, due)
-    answers = _answers_for_listed(runtime, line_id, listed)
     missing = [(part_id, message_id, pid) for part_id, message_id, pid in due.parts if pid not in listed]
+    fetched: Answers = {}
     for (part_id, message_id, _), answer in zip(
         missing, _get_each(runtime, due.session_key, missing), strict=True
     ):
-        answers.setdefault(message_id, {})[part_id] = answer
-    finals = _record_all(runtime, answers, due.session_key)
+        fetched.setdefault(message_id, {})[part_id] = answer
+    finals = _record_all(runtime, line_id, listed, fetched, due.session_key)
     for message_id, state in finals:
         notify_final(runtime.settings.outcome_hook, message_id, state)
     return (
@@ -176,33 +177,45 @@ def _get_each(
     return [first, *runtime.provider_pool.map(get, parts[1:])]
 
 
-def _answers_for_listed(
-    runtime: Runtime, line_id: int, listed: dict[str, ProviderMessage]
-) -> dict[int, dict[int, ProviderMessage | ProviderError]]:
-    """Statuses for every part of ours in flight that the pages showed (due or not: it costs nothing)."""
-    answers: dict[int, dict[int, ProviderMessage | ProviderError]] = {}
-    if not listed:
-        return answers
-    with transaction(runtime.engine) as session:
-        rows = in_flight_with_ids(session, line_id, listed)
-    for part_id, message_id, provider_id in rows:
-        answers.setdefault(message_id, {})[part_id] = listed[provider_id]
+def _with_listed(
+    session: Session, line_id: int, listed: dict[str, ProviderMessage], fetched: Answers
+) -> Answers:
+    """The answers fetched one by one, plus a status for every part of ours in flight that the pages
+    showed (due or not: it costs nothing)."""
+    answers = {message_id: dict(parts) for message_id, parts in fetched.items()}
+    if listed:
+        for part_id, message_id, provider_id in in_flight_with_ids(session, line_id, listed):
+            answers.setdefault(message_id, {}).setdefault(part_id, listed[provider_id])
     return answers
 
 
 def _record_all(
-    runtime: Runtime, answers: dict[int, dict[int, ProviderMessage | ProviderError]], session_key: str
+    runtime: Runtime, line_id: int, listed: dict[str, ProviderMessage], fetched: Answers, session_key: str
 ) -> list[tuple[int, str]]:
-    """Record the answers, a chunk of messages per transaction (locks taken in id order)."""
-    finals = []
-    ordered = sorted(answers)
-    for start in range(0, len(ordered), RECORD_CHUNK):
+    """Record the answers, a chunk of messages per transaction (locks taken in id order); the first
+    one also reads which of the listed messages are ours (a poll is then two transactions, not three)."""
+    if not listed and not fetched:
+        return []
+    with transaction(runtime.engine) as session:
+        answers = _with_listed(session, line_id, listed, fetched)
+        ordered = sorted(answers)
+        finals = _record_chunk(session, runtime, answers, ordered[:RECORD_CHUNK], session_key)
+    for start in range(RECORD_CHUNK, len(ordered), RECORD_CHUNK):
         with transaction(runtime.engine) as session:
-            now = utcnow()
-            for message_id, locked in lock_messages(session, ordered[start : start + RECORD_CHUNK]).items():
-                _record(session, runtime, locked, answers[message_id], session_key, now)
-                if locked.newly_final:
-                    finals.append((message_id, locked.message.state.value))
+            chunk = ordered[start : start + RECORD_CHUNK]
+            finals += _record_chunk(session, runtime, answers, chunk, session_key)
+    return finals
+
+
+def _record_chunk(
+    session: Session, runtime: Runtime, answers: Answers, message_ids: list[int], session_key: str
+) -> list[tuple[int, str]]:
+    finals = []
+    now = utcnow()
+    for message_id, locked in lock_messages(session, message_ids).items():
+        _record(session, runtime, locked, answers[message_id], session_key, now)
+        if locked.newly_final:
+            finals.append((message_id, locked.message.state.value))
     return finals
 
 
