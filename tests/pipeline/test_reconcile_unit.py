@@ -16,6 +16,7 @@ from sqlmodel import col
 
 from tests.pipeline.conftest import LINE, OTHER
 from tests.pipeline.steps import BODY, TO, answered, aware, claimed, enqueued, error, line_of, part_of
+from worker.infra.broker import queue_keys
 from worker.infra.constants import STATUS_QUEUE, TASK_RECONCILE
 from worker.infra.runtime import Runtime
 from worker.pipeline.reconcile import PAGE_SIZE, reconcile_step
@@ -194,7 +195,7 @@ def test_the_release_job_hands_each_lines_texts_in_doubt_to_one_task(runtime: Ru
 def reconcile_tasks(runtime: Runtime) -> list[list[int]]:
     """The message ids of every reconcile task in the broker."""
     tasks = []
-    for raw in runtime.redis.lrange(STATUS_QUEUE, 0, -1):
+    for raw in (raw for key in queue_keys(STATUS_QUEUE) for raw in runtime.redis.lrange(key, 0, -1)):
         task = json.loads(raw)
         if task["headers"]["task"] == TASK_RECONCILE:
             args, _, _ = json.loads(base64.b64decode(task["body"]))

@@ -31,7 +31,7 @@ def queue_lengths(broker: Redis, queues: list[str]) -> dict[str, int]:
     """Tasks waiting in each queue, every priority, in one round trip."""
     pipe = broker.pipeline(transaction=False)
     for queue in queues:
-        for key in _keys(queue):
+        for key in queue_keys(queue):
             pipe.llen(key)
     lengths = pipe.execute()
     return {queue: sum(lengths[4 * n : 4 * n + 4]) for n, queue in enumerate(queues)}
@@ -44,7 +44,7 @@ def message_ids_in(broker: Redis, queue: str, handed_within_s: float) -> set[int
     it until the visibility timeout, an hour). None when something there is not what we expect: then
     nothing may be concluded lost."""
     pipe = broker.pipeline(transaction=False)
-    for key in _keys(queue):
+    for key in queue_keys(queue):
         pipe.lrange(key, 0, -1)
     pipe.zrangebyscore(UNACKED_INDEX_KEY, time.time() - handed_within_s, "+inf")
     *lists, recent = pipe.execute()
@@ -58,7 +58,8 @@ def message_ids_in(broker: Redis, queue: str, handed_within_s: float) -> set[int
         return None
 
 
-def _keys(queue: str) -> list[str]:
+def queue_keys(queue: str) -> list[str]:
+    """The lists kombu keeps a queue in: its own, then one per priority step after 0."""
     return [queue] + [f"{queue}{PRIORITY_SEPARATOR}{p}" for p in (3, 6, 9)]
 
 

@@ -84,7 +84,8 @@ def _ping_after_idle(engine: Engine) -> None:
         try:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as error:
-            raise exc.DisconnectionError(f"a pooled connection did not answer ({type(error).__name__})") from None
+            why = type(error).__name__  # its text may name the server; the type says enough
+            raise exc.DisconnectionError(f"a pooled connection did not answer ({why})") from None
 
 
 def _sqlite_engine(url: str) -> Engine:
