@@ -124,6 +124,22 @@ def test_at_commit_a_recipients_second_text_waits_for_the_first(dispatching: Run
     assert _released(dispatching, [first, second]) == {first}
 
 
+def test_a_call_over_many_lines_dispatches_the_most_urgent_lines_at_commit_and_leaves_the_rest(
+    dispatching: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatch, "AT_COMMIT_LINES", 1)  # 32 in production: one line here stands for many
+    normal, high = enqueue_many(
+        dispatching,
+        [
+            TextRequest(OTHER, "+12065550001", "Your order shipped"),
+            TextRequest(LINE, "+12065550002", "Your code is 4711", priority="high"),
+        ],
+    )
+    assert published(dispatching) == [[high]]  # decided at commit: the line with the urgent text
+    assert release_due(dispatching)["sends"] == 1  # the other line's text: the release job's, at once
+    assert [normal] in published(dispatching)
+
+
 def test_a_release_run_costs_the_same_however_many_lines_exist_or_have_work(runtime: Runtime) -> None:
     set_rates(runtime, 0.0)
     enqueue_many(runtime, _texts(3))
