@@ -12,13 +12,14 @@ from typing import Any
 from sqlalchemy import Engine, event
 
 from tests.pipeline.conftest import LINE
-from tests.pipeline.steps import answered, claimed, message_of, part_of
+from tests.pipeline.steps import answered, aware, claimed, message_of, part_of
 from worker.infra.runtime import Runtime
 from worker.pipeline.send.values import Accepted
 from worker.pipeline.track import poll_line_step
 from worker.producer.enqueue import TextRequest, enqueue_many
 from worker.store.db import transaction
 from worker.store.models import Part, utcnow
+from worker.zipwhip.errors import Classification, ErrorKind, ProviderError
 from worker.zipwhip.results import MessagePage, ProviderMessage
 
 DELIVERED_TO_CARRIER = 4  # delivery status table: success, final
@@ -88,3 +89,42 @@ def test_one_poll_records_every_listed_text_of_ours_and_gets_the_missing_due_one
     assert provider.gets == ["p3"]
     assert [message_of(runtime, i).state.value for i in ids] == ["delivered"] * 4
     assert "2 due" in summary and "1 by message/get" in summary and "4 now final" in summary
+
+
+@dataclass
+class FailingList(Provider):
+    """message/list fails (a provider that is saturated or down); message/get would answer."""
+
+    def list_messages(self, session: str, start: int = 0, limit: int = 20) -> MessagePage:
+        raise ProviderError(
+            ErrorKind.TIMED_OUT, Classification.RETRYABLE, "no answer before the read timeout"
+        )
+
+
+def test_a_failed_message_list_stands_for_every_due_text_and_costs_no_message_get(runtime: Runtime) -> None:
+    ids = enqueue_many(runtime, [TextRequest(LINE, f"+1206555{n:04d}", f"poll {n}") for n in range(3)])
+    for n, message_id in enumerate(ids):
+        now = utcnow()
+        answered(runtime, claimed(runtime, message_id, now), Accepted(f"p{n}", None), now)
+    part_ids = [part_of(runtime, message_id).id for message_id in ids]
+    with transaction(runtime.engine) as session:
+        for part_id in part_ids:
+            part = session.get(Part, part_id)
+            assert part is not None
+            part.next_poll_at = utcnow() - timedelta(minutes=1)
+    provider = FailingList(listed=[])
+    poller: Any = SimpleNamespace(
+        engine=runtime.engine,
+        client=provider,
+        settings=runtime.settings,
+        polls=runtime.polls,
+        provider_pool=SimpleNamespace(map=map),
+    )
+    started = utcnow()
+    summary = poll_line_step(poller, message_of(runtime, ids[0]).line_id)
+    assert provider.gets == [], summary  # not 3 (up to 500 a poll) calls to a provider already failing
+    assert "0 by message/get" in summary
+    for message_id in ids:
+        part = part_of(runtime, message_id)
+        assert message_of(runtime, message_id).state.value == "sent"
+        assert part.next_poll_at is not None and aware(part.next_poll_at) > started  # polled again later

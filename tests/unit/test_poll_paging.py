@@ -51,7 +51,8 @@ def _poll(line: GrowingLine, due_ids: range, skip: int, page_size: int = 100) ->
         skip=skip,
         span=len(due_ids),
     )
-    listed, pages = _listed(runtime, due)
+    listed, pages, failed = _listed(runtime, due)
+    assert failed is None
     return {str(i) for i in due_ids} - listed.keys(), pages
 
 

@@ -50,19 +50,32 @@ def poll_line_step(runtime: Runtime, line_id: int) -> str:
         due = _due(session, runtime, line_id, utcnow())
     if isinstance(due, str):
         return due
-    listed, pages = _listed(runtime, due)
+    listed, pages, list_failed = _listed(runtime, due)
     missing = [(part_id, message_id, pid) for part_id, message_id, pid in due.parts if pid not in listed]
+    # When message/list itself failed, its error stands for every due text it did not show: each is
+    # polled again at its next delay. Asking for them one by one instead multiplied the calls to a
+    # provider already failing (up to 500 message/get a poll: a saturated provider then refused them
+    # all, and its answers to everything else came later still).
+    got = [list_failed] * len(missing) if list_failed else _get_each(runtime, due.session_key, missing)
     fetched: Answers = {}
-    for (part_id, message_id, _), answer in zip(
-        missing, _get_each(runtime, due.session_key, missing), strict=True
-    ):
+    for (part_id, message_id, _), answer in zip(missing, got, strict=True):
         fetched.setdefault(message_id, {})[part_id] = answer
+    invalid = Classification.SESSION_INVALID  # that one is not a failure: the line is paused for a login
+    unanswered = [a for a in got if isinstance(a, ProviderError) and a.classification is not invalid]
+    if unanswered:
+        log.warning(
+            "line %s: %s due texts unanswered, polled again later: %s",
+            line_id,
+            len(unanswered),
+            unanswered[0],
+        )
     finals = _record_all(runtime, line_id, listed, fetched, due.session_key)
     for message_id, state in finals:
         notify_final(runtime.settings.outcome_hook, message_id, state)
+    gets = 0 if list_failed else len(missing)
     return (
         f"line {line_id}: {len(due.parts)} due, {pages} message/list pages, "
-        f"{len(missing)} by message/get, {len(finals)} now final"
+        f"{gets} by message/get, {len(finals)} now final"
     )
 
 
@@ -96,11 +109,12 @@ def _sent_since(session: Session, line_id: int, oldest: datetime, newest: dateti
     return sent_counts(session, line_id, oldest, newest + timedelta(seconds=ORDER_SKEW_S))
 
 
-def _listed(runtime: Runtime, due: Due) -> tuple[dict[str, ProviderMessage], int]:
+def _listed(runtime: Runtime, due: Due) -> tuple[dict[str, ProviderMessage], int, ProviderError | None]:
     """The line's messages around the due ones, by provider id. Paging starts below the texts surely
     newer than every due one and goes down until every due id is seen, a page is older than
     `since`, or the budget is spent: twice the span (room for texts received or sent by other apps
-    in between). What is not found is asked for one by one."""
+    in between). What is not found is asked for one by one, unless a page failed (its error is
+    returned)."""
     page_size = runtime.settings.poll_page_size
     budget = page_size + 2 * max(due.span, len(due.parts))  # texts to page through at most
     wanted = {provider_id for *_, provider_id in due.parts}
@@ -115,9 +129,9 @@ def _listed(runtime: Runtime, due: Due) -> tuple[dict[str, ProviderMessage], int
             if wanted <= listed.keys() or len(batch.messages) < page_size or (oldest and oldest < due.since):
                 break
             aim.follow(batch.total, len(batch.messages))
-    except ProviderError as error:  # the parts not listed are asked for one by one, which handles it
-        log.warning("message/list failed while polling: %s", error)
-    return listed, pages
+    except ProviderError as error:
+        return listed, pages, error
+    return listed, pages, None
 
 
 @dataclass
@@ -252,8 +266,6 @@ def _poll_failed(
     if error.classification is Classification.SESSION_INVALID:
         mark_needs_login(session, locked.message.line_id, session_key, now)
         stop_polling(part)
-        return
-    log.warning("poll of part %s failed: %s", part.position + 1, error)
 
 
 def _schedule_next_poll(
