@@ -61,30 +61,41 @@ class Commits:
         self.count += 1
 
 
-def test_one_poll_records_every_listed_text_of_ours_and_gets_the_missing_due_one_in_two_transactions(
-    runtime: Runtime,
-) -> None:
-    ids = enqueue_many(runtime, [TextRequest(LINE, f"+1206555{n:04d}", f"poll {n}") for n in range(4)])
+def _sent(runtime: Runtime, polls_in_minutes: tuple[int, ...]) -> list[int]:
+    """Texts the provider accepted as p0, p1, ..., each next polled this many minutes from now."""
+    count = len(polls_in_minutes)
+    ids = enqueue_many(runtime, [TextRequest(LINE, f"+1206555{n:04d}", f"poll {n}") for n in range(count)])
     for n, message_id in enumerate(ids):
         now = utcnow()
         answered(runtime, claimed(runtime, message_id, now), Accepted(f"p{n}", None), now)
     part_ids = [part_of(runtime, message_id).id for message_id in ids]
-    with transaction(runtime.engine) as session:  # the first and the last are due for a poll
-        for part_id, wait in zip(part_ids, (-1, 5, 5, -1), strict=True):
+    with transaction(runtime.engine) as session:
+        for part_id, minutes in zip(part_ids, polls_in_minutes, strict=True):
             part = session.get(Part, part_id)
             assert part is not None
-            part.next_poll_at = utcnow() + timedelta(minutes=wait)
-    provider = Provider(listed=["p2", "p1", "p0"])  # p3 (due) is not on the pages
-    poller: Any = SimpleNamespace(
+            part.next_poll_at = utcnow() + timedelta(minutes=minutes)
+    return ids
+
+
+def _poller(runtime: Runtime, provider: Provider) -> Any:
+    """The runtime with the fake provider as its client (a poll's calls run on this thread)."""
+    return SimpleNamespace(
         engine=runtime.engine,
         client=provider,
         settings=runtime.settings,
         polls=runtime.polls,
         provider_pool=SimpleNamespace(map=map),
     )
+
+
+def test_one_poll_records_every_listed_text_of_ours_and_gets_the_missing_due_one_in_two_transactions(
+    runtime: Runtime,
+) -> None:
+    ids = _sent(runtime, (-1, 5, 5, -1))  # the first and the last are due for a poll
+    provider = Provider(listed=["p2", "p1", "p0"])  # p3 (due) is not on the pages
     line_id = message_of(runtime, ids[0]).line_id
     with Commits(runtime.engine) as commits:
-        summary = poll_line_step(poller, line_id)
+        summary = poll_line_step(_poller(runtime, provider), line_id)
     assert commits.count == 2, summary
     assert provider.gets == ["p3"]
     assert [message_of(runtime, i).state.value for i in ids] == ["delivered"] * 4
@@ -102,26 +113,10 @@ class FailingList(Provider):
 
 
 def test_a_failed_message_list_stands_for_every_due_text_and_costs_no_message_get(runtime: Runtime) -> None:
-    ids = enqueue_many(runtime, [TextRequest(LINE, f"+1206555{n:04d}", f"poll {n}") for n in range(3)])
-    for n, message_id in enumerate(ids):
-        now = utcnow()
-        answered(runtime, claimed(runtime, message_id, now), Accepted(f"p{n}", None), now)
-    part_ids = [part_of(runtime, message_id).id for message_id in ids]
-    with transaction(runtime.engine) as session:
-        for part_id in part_ids:
-            part = session.get(Part, part_id)
-            assert part is not None
-            part.next_poll_at = utcnow() - timedelta(minutes=1)
+    ids = _sent(runtime, (-1, -1, -1))
     provider = FailingList(listed=[])
-    poller: Any = SimpleNamespace(
-        engine=runtime.engine,
-        client=provider,
-        settings=runtime.settings,
-        polls=runtime.polls,
-        provider_pool=SimpleNamespace(map=map),
-    )
     started = utcnow()
-    summary = poll_line_step(poller, message_of(runtime, ids[0]).line_id)
+    summary = poll_line_step(_poller(runtime, provider), message_of(runtime, ids[0]).line_id)
     assert provider.gets == [], summary  # not 3 (up to 500 a poll) calls to a provider already failing
     assert "0 by message/get" in summary
     for message_id in ids:
