@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.rates import busiest
 from tests.support.redis_servers import role, sentinel_deployment
 from tests.support.stack import wait_for
@@ -25,11 +27,15 @@ def limiter_for(url: str) -> LineRateLimiter:
     return LineRateLimiter(redis_client(url), primary_fence(url))
 
 
-def test_slots_lost_with_a_dead_primary_are_not_handed_out_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("note", ["replicated", "never replicated"])
+def test_slots_lost_with_a_dead_primary_are_not_handed_out_again(tmp_path: Path, note: str) -> None:
+    # "never replicated": the replica is promoted without ever having had the note of which server
+    # hands out slots (a replica promoted before it synced); it must pause as after any change of server.
     with sentinel_deployment(tmp_path) as sentinels:
         limiter = limiter_for(sentinels.url(db=1))
-        limiter.reserve(7, RATE, 3, HORIZON_S)  # known to every server, with the epoch
-        sentinels.replicated()
+        if note == "replicated":
+            wait_for(lambda: limiter.reserve(7, RATE, 3, HORIZON_S), 15, 0.05, "the first slots")
+            sentinels.replicated()  # the note (and the line's slots) known to every server
         primary, replica = (
             sentinels.primary(),
             next(s for s in sentinels.servers if s is not sentinels.primary()),
@@ -37,7 +43,7 @@ def test_slots_lost_with_a_dead_primary_are_not_handed_out_again(tmp_path: Path)
 
         replica.process.send_signal(signal.SIGSTOP)  # it can neither hear the next write nor reconnect
         primary.client().execute_command("CLIENT", "KILL", "TYPE", "replica")
-        lost = limiter.reserve(7, RATE, 10, HORIZON_S)
+        lost = wait_for(lambda: limiter.reserve(7, RATE, 10, HORIZON_S), 15, 0.05, "slots on the primary")
         lost_last = time.time() + lost[-1]  # the latest any of them may go out
         primary.stop(signal.SIGKILL)  # dies with the reservation unreplicated
         replica.process.send_signal(signal.SIGCONT)
@@ -58,7 +64,11 @@ def test_an_old_primary_taking_writes_after_a_failover_hands_out_no_slot(tmp_pat
     with sentinel_deployment(tmp_path, primary_config=unreachable) as sentinels:
         url = sentinels.url(db=1)
         early = limiter_for(url)  # a worker connected before the failover
-        slots = _absolute(early.reserve(7, RATE, 10, HORIZON_S))
+        slots = wait_for(
+            lambda: _absolute(early.reserve(7, RATE, 10, HORIZON_S)), 15, 0.05, "early's first slots"
+        )
+        slots += _absolute(early.reserve(7, RATE, 10, HORIZON_S))  # the rest of its horizon
+        sentinels.replicated()  # the case of a replica that lacks the note is the test above
         old = sentinels.primary()
         sentinels.fail_over(kill=False, demoted=False)
 

@@ -15,9 +15,12 @@ the primary (or restarted from disk), and gives no slot sooner than one pause fr
 line: the horizon, plus how long the fence's confirmation of a primary lasts (`primary_fence`: no
 reservation is made on an old primary later than that after its failover began). Every slot the old
 primary handed out started within a horizon of its reservation: none can overlap a new one (as long
-as the Redis hosts' clocks agree). A failover costs each line a pause of about two seconds. An
-emptied Redis (restarted with nothing kept, FLUSHDB) has no note and is not recognised: it may let a
-line go over its rate for one horizon.
+as the Redis hosts' clocks agree). A failover costs each line a pause of about two seconds.
+Behind Sentinels a server with no note at all pauses too: it may be a replica promoted before it
+ever synced (it lacks every reservation, the note with them), and it cannot tell that from a first
+start, which so costs one pause once. One server alone (no fence) has no other primary to fear: an
+emptied one (restarted with nothing kept, FLUSHDB) is not recognised, and may let a line go over its
+rate for one horizon.
 
 Slots are reserved when sends are released; a worker that falls behind runs them late, and two
 late texts of a line would then go together. So the send itself passes a second gate (`pace`): the
@@ -37,7 +40,8 @@ from worker.infra.primary_fence import PrimaryFence
 
 # Written by hand: GCRA is a dozen lines, and it must be one atomic step in Redis.
 # KEYS: the epoch key, the floor key, then one key per line. ARGV: horizon, the pause after a change
-# of server, then per line: interval, n, and n costs. Returns one list of waits per line.
+# of server, whether a server with no note pauses too (1: behind Sentinels), then per line: interval,
+# n, and n costs. Returns one list of waits per line.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -45,12 +49,12 @@ local horizon = tonumber(ARGV[1])
 local pause = tonumber(ARGV[2])
 local server = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 local epoch = redis.call('GET', KEYS[1])
-if epoch and epoch ~= server then
+if epoch ~= server and (epoch or ARGV[3] == '1') then
   redis.call('SET', KEYS[2], string.format('%.6f', now + pause), 'PX', math.ceil(pause * 1000) + 1000)
 end
 if epoch ~= server then redis.call('SET', KEYS[1], server) end
 local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
-local at = 3
+local at = 4
 local out = {}
 for k = 3, #KEYS do
   local interval = tonumber(ARGV[at])
@@ -146,7 +150,7 @@ class LineRateLimiter:
         if self._fence and confirmed is None:
             return waits  # no primary in good standing: no slot for anyone
         pause = horizon_s + (self._fence.confirm_s if self._fence else 0.0)
-        args: list[float] = [horizon_s, pause]
+        args: list[float] = [horizon_s, pause, 1 if self._fence else 0]
         for w in limited:
             args += [1.0 / w.rate_per_s, len(w.costs), *w.costs]
         answers = self._reserve(
