@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.settings import Settings
-from worker.infra.brokers import celery_options, default_send_queue
+from worker.infra.brokers import celery_options, default_send_queue, queue_route
 from worker.infra.constants import (
     CALLBACK_QUEUE,
     CONTROL_QUEUE,
@@ -30,6 +30,7 @@ CALLBACK_SWEEP_EVERY_S = 15.0  # status callbacks whose task was lost are publis
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours."""
     broker_url = kombu_broker(settings.broker_url)[0]  # Sentinels: their options come with the queues
+    send_queue = default_send_queue(settings.broker_url)
     return {
         "broker_url": broker_url,
         "broker_connection_retry_on_startup": True,
@@ -53,18 +54,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             settings.broker_url, settings.broker_visibility_timeout_s, settings.broker_heartbeat_s
         ),
         "task_routes": {
-            task: {"queue": queue, "routing_key": queue}
-            for task, queue in (
-                (TASK_SEND, default_send_queue(settings.broker_url)),
-                (TASK_POLL_LINE, STATUS_QUEUE),
-                (TASK_RECONCILE, STATUS_QUEUE),
-                (TASK_NOTIFY, STATUS_QUEUE),
-                (TASK_INBOUND, STATUS_QUEUE),
-                (TASK_RELEASE, CONTROL_QUEUE),
-                (TASK_SWEEP, CONTROL_QUEUE),
-                (TASK_CALLBACK, CALLBACK_QUEUE),
-                (TASK_CALLBACK_SWEEP, CONTROL_QUEUE),
-            )
+            TASK_SEND: {"queue": send_queue, "routing_key": send_queue},  # each send names its lane
+            **{
+                task: queue_route(settings.broker_url, queue)
+                for task, queue in (
+                    (TASK_POLL_LINE, STATUS_QUEUE),
+                    (TASK_RECONCILE, STATUS_QUEUE),
+                    (TASK_NOTIFY, STATUS_QUEUE),
+                    (TASK_INBOUND, STATUS_QUEUE),
+                    (TASK_RELEASE, CONTROL_QUEUE),
+                    (TASK_SWEEP, CONTROL_QUEUE),
+                    (TASK_CALLBACK, CALLBACK_QUEUE),
+                    (TASK_CALLBACK_SWEEP, CONTROL_QUEUE),
+                )
+            },
         },
         # Flower follows tasks through the workers' events (received, started, succeeded). A "sent"
         # event from every publisher would double the cost of publishing a task for little: a task

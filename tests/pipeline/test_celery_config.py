@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import redis
+from kombu import Connection, Message, Queue
 
 from config.celery import RELEASE_EVERY_S, celery_config
 from config.settings import settings_from
 from tests.support.services import REDIS_HOST, REDIS_PORT, redis_url
 from worker.app import app, configure
-from worker.infra.broker import queue_lengths
+from worker.infra.broker import LANE_BACKLOG, LANE_NORMAL, queue_lengths
+from worker.infra.brokers import consumed_queues, send_route
 from worker.infra.constants import (
     CONTROL_QUEUE,
     SEND_QUEUE,
@@ -52,5 +54,42 @@ def test_each_task_lands_in_exactly_one_queue(redis_db: int) -> None:
         client.flushdb()  # Redis restarted empty: publishing still reaches the queue
         app.send_task(TASK_SEND, args=[2])
         assert client.llen(SEND_QUEUE) == 1
+    finally:
+        client.flushdb()
+
+
+def test_a_worker_on_redis_takes_control_jobs_first_and_normal_sends_in_turn_with_a_flood_of_status_work(
+    redis_db: int,
+) -> None:
+    """kombu reads every queue's priority step 0 before any queue's step 3: status tasks published
+    without a priority once went ahead of every normal send (a thousand lines' polls held the task
+    threads while due sends waited 20 s). A real kombu consumer on the worker's queues says the order."""
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=redis_db)
+    client.flushdb()
+    url = redis_url(redis_db)
+    configure(settings_from({"OUTBOX_BROKER_URL": url}))
+    try:
+        for line in range(20):
+            app.send_task(TASK_POLL_LINE, args=[[line]])
+        app.send_task(TASK_RECONCILE, args=[[7]])
+        app.send_task(TASK_SEND, args=[[1]], **send_route(url, LANE_NORMAL))
+        app.send_task(TASK_SEND, args=[[2]], **send_route(url, LANE_BACKLOG))
+        app.send_task(TASK_RELEASE)
+        taken: list[str] = []
+
+        def take(body: list[object], message: Message) -> None:
+            task = message.headers["task"]
+            taken.append(f"{task} (backlog)" if body[0] == [[2]] else task)
+            message.ack()
+
+        with Connection(url) as connection:
+            queues = [Queue(name, routing_key=name) for name in consumed_queues(url)]
+            with connection.Consumer(queues, callbacks=[take], prefetch_count=1):
+                while len(taken) < 24:
+                    connection.drain_events(timeout=5)
+        # The release job; then normal sends and status work take turns; a backlog's sends wait for both.
+        assert taken[0] == TASK_RELEASE
+        assert sorted(taken[1:3]) == sorted([TASK_SEND, TASK_POLL_LINE]), taken
+        assert taken[-1] == f"{TASK_SEND} (backlog)", taken
     finally:
         client.flushdb()

@@ -42,6 +42,20 @@ LANE_QUEUES = {
     redis_broker.LANE_BULK: f"{SEND_QUEUE}.bulk",
 }
 
+# Where the other queues' tasks stand among the sends on Redis. kombu's worker reads every queue's
+# step 0, then every queue's step 3, and so on (it takes turns between queues only within a step):
+# a task published without a priority goes ahead of every normal send. A thousand lines' polls once
+# held every task thread (a task polls 8 lines, seconds at the provider's latency) while the sends
+# that were due waited in the broker for 20 s. The control jobs are tiny and drive everything: step 0.
+# Status work (polls, reconciliations, the application's hooks) and status callbacks take turns with
+# normal sends, ahead of a backlog's and bulk sends: a text in doubt is reconciled before a blast
+# goes on (behind a blast, a saturated provider's texts in doubt would wait for all of it).
+QUEUE_LANES = {
+    CONTROL_QUEUE: redis_broker.LANE_URGENT,
+    STATUS_QUEUE: redis_broker.LANE_NORMAL,
+    CALLBACK_QUEUE: redis_broker.LANE_NORMAL,
+}
+
 log = logging.getLogger(__name__)
 
 
@@ -66,6 +80,14 @@ def send_route(url: str, lane: int | None) -> dict[str, Any]:
         return {"priority": lane}
     queue = LANE_QUEUES.get(lane if lane is not None else redis_broker.LANE_NORMAL, LANE_QUEUES[3])
     return {"queue": queue, "routing_key": queue}
+
+
+def queue_route(url: str, queue: str) -> dict[str, Any]:
+    """How the tasks of a queue other than the send lanes are published (Celery's `task_routes`)."""
+    route: dict[str, Any] = {"queue": queue, "routing_key": queue}
+    if not is_amqp(url) and queue in QUEUE_LANES:
+        route["priority"] = QUEUE_LANES[queue]
+    return route
 
 
 def default_send_queue(url: str) -> str:
