@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup  # see tests/conftest.py
 
 demo: $(STAMP)
 	$(BIN)/outbox demo

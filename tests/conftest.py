@@ -1,9 +1,13 @@
-"""Fixtures shared by every test folder: real Redis and PostgreSQL, fresh databases."""
+"""Fixtures shared by every test folder: real Redis and PostgreSQL, fresh databases. And how `make
+test` runs them on two processes (pytest-xdist): the end-to-end tests one after another in one of them
+(they start workers and measure rates and recovery times: two at once would measure each other),
+the rest beside them in the other."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -11,6 +15,32 @@ from sqlalchemy import Engine
 from tests.support.rabbitmq import rabbitmq_problem, throwaway_vhost
 from tests.support.services import claimed_redis_db, missing, redis_ping, redis_url, throwaway_postgres
 from worker.store.db import make_engine, migrate
+
+SERIAL_GROUP = "end-to-end"  # pytest-xdist's `--dist loadgroup` runs a group's tests in one process
+CHAOS_FIGURE = "chaos figure"  # a scenario's figures travel in its report (from an xdist process too)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests, and every test that uses RabbitMQ (a chaos scenario stops and starts it), run
+    in one process, one after another."""
+    for item in items:
+        if item.get_closest_marker("e2e") or "amqp_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    FIGURES.extend(value for name, value in report.user_properties if name == CHAOS_FIGURE)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print every chaos scenario's figures at the end of the run (also when they pass)."""
+    if FIGURES:
+        terminalreporter.section("chaos figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
+FIGURES: list[str] = []
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from config.settings import Settings
+from tests.conftest import CHAOS_FIGURE
 from tests.e2e.conftest import DEMO_LINE, DEMO_PASSWORD, start_web
 from tests.support.services import throwaway_postgres
 from tests.support.simulator import SimulatorHandle, free_port, run_simulator
@@ -53,15 +54,6 @@ DEFAULT_TIMINGS = {
         "reconcile_settle_s",
     )
 } | {"OUTBOX_POLL_DELAYS_S": "[5, 10, 20, 40, 60, 120, 300, 600, 1800, 3600]"}
-FIGURES: list[str] = []
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print every scenario's figures at the end of the run (also when they pass)."""
-    if FIGURES:
-        terminalreporter.section("chaos figures")
-        for line in FIGURES:
-            terminalreporter.write_line(line)
 
 
 @dataclass
@@ -74,6 +66,7 @@ class Chaos:
     database_url: str
     broker_url: str = ""
     ids: list[int] = field(default_factory=list)
+    report: list[tuple[str, object]] = field(default_factory=list)  # the test's user_properties
 
     def enqueue(self, count: int, prefix: str) -> list[int]:
         """`count` messages, each with its own recipient and body (so a duplicate is visible)."""
@@ -124,10 +117,13 @@ class Chaos:
             "duplicated": counters["duplicates"],
             "at the provider": len(sent),
         }
-        FIGURES.append(
-            f"{scenario}: {figures['messages']} messages, faults: {faults}; final states {states}; "
-            f"lost {figures['lost']}, duplicated at the provider {figures['duplicated']}"
-        )
+        self.report.append(
+            (
+                CHAOS_FIGURE,
+                f"{scenario}: {figures['messages']} messages, faults: {faults}; final states {states}; "
+                f"lost {figures['lost']}, duplicated at the provider {figures['duplicated']}",
+            )
+        )  # printed at the end of the run (tests/conftest.py)
         return figures
 
 
@@ -179,7 +175,14 @@ def chaos(request: pytest.FixtureRequest, broker_url: str, tmp_path: Path) -> It
         configure(stack.settings)
         runtime = get_runtime()
         login_line(runtime, DEMO_LINE, None, DEMO_PASSWORD)
-        return Chaos(stack, handle, runtime, database_url, brokers["OUTBOX_BROKER_URL"])
+        return Chaos(
+            stack,
+            handle,
+            runtime,
+            database_url,
+            brokers["OUTBOX_BROKER_URL"],
+            report=request.node.user_properties,
+        )
 
     yield build
     for cm in reversed(stacks):
