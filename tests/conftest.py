@@ -1,7 +1,9 @@
 """Fixtures shared by every test folder: real Redis and PostgreSQL, fresh databases. And how `make
-test` runs them on two processes (pytest-xdist): the end-to-end tests one after another in one of them
-(they start workers and measure rates and recovery times: two at once would measure each other),
-the rest beside them in the other."""
+test` runs them on two processes (pytest-xdist, `--dist loadgroup`): the end-to-end tests on Redis
+one after another in one process, and every test on RabbitMQ one after another too (a chaos scenario
+stops and starts the server under the others), beside them; the other tests fill in wherever a
+process is free. Two end-to-end tests at a time is what a busy host does to them anyway (they are
+checked beside two CPU hogs); more would measure each other."""
 
 from __future__ import annotations
 
@@ -16,20 +18,33 @@ from tests.support.rabbitmq import rabbitmq_problem, throwaway_vhost
 from tests.support.services import claimed_redis_db, missing, redis_ping, redis_url, throwaway_postgres
 from worker.store.db import make_engine, migrate
 
-SERIAL_GROUP = "end-to-end"  # pytest-xdist's `--dist loadgroup` runs a group's tests in one process
+REDIS_GROUP, RABBITMQ_GROUP = "end-to-end on Redis", "on RabbitMQ"
 CHAOS_FIGURE = "chaos figure"  # a scenario's figures travel in its report (from an xdist process too)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """End-to-end tests, and every test that uses RabbitMQ (a chaos scenario stops and starts it), run
-    in one process, one after another."""
+    """Each end-to-end test, and each test on RabbitMQ, in its group (see the module's docstring)."""
     for item in items:
-        if item.get_closest_marker("e2e") or "amqp_url" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
+        if _on_rabbitmq(item):
+            item.add_marker(pytest.mark.xdist_group(RABBITMQ_GROUP))
+        elif item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group(REDIS_GROUP))
+
+
+def _on_rabbitmq(item: pytest.Item) -> bool:
+    """A test given the RabbitMQ vhost, parametrized to run on RabbitMQ, or named for it."""
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params.values() if callspec else ()
+    return (
+        "amqp_url" in getattr(item, "fixturenames", ())
+        or "amqp" in [value for value in params if isinstance(value, str)]
+        or "rabbitmq" in item.nodeid.lower()
+    )
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    FIGURES.extend(value for name, value in report.user_properties if name == CHAOS_FIGURE)
+    if report.when == "call":  # every phase's report carries the test's properties
+        FIGURES.extend(str(value) for name, value in report.user_properties if name == CHAOS_FIGURE)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
