@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.settings import Settings
-from worker.infra.brokers import celery_options, default_send_queue, queue_route
+from worker.infra.brokers import celery_options, default_send_queue, task_route
 from worker.infra.constants import (
     CALLBACK_QUEUE,
     CONTROL_QUEUE,
@@ -56,7 +56,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             TASK_SEND: {"queue": send_queue, "routing_key": send_queue},  # each send names its lane
             **{
-                task: queue_route(settings.broker_url, queue)
+                task: task_route(settings.broker_url, task, queue)
                 for task, queue in (
                     (TASK_POLL_LINE, STATUS_QUEUE),
                     (TASK_RECONCILE, STATUS_QUEUE),

@@ -58,7 +58,7 @@ def test_each_task_lands_in_exactly_one_queue(redis_db: int) -> None:
         client.flushdb()
 
 
-def test_a_worker_on_redis_takes_control_jobs_first_and_normal_sends_in_turn_with_a_flood_of_status_work(
+def test_a_worker_on_redis_takes_control_jobs_first_then_sends_and_reconciliations_before_a_flood_of_polls(
     redis_db: int,
 ) -> None:
     """kombu reads every queue's priority step 0 before any queue's step 3: status tasks published
@@ -87,9 +87,10 @@ def test_a_worker_on_redis_takes_control_jobs_first_and_normal_sends_in_turn_wit
             with connection.Consumer(queues, callbacks=[take], prefetch_count=1):
                 while len(taken) < 24:
                     connection.drain_events(timeout=5)
-        # The release job; then normal sends and status work take turns; a backlog's sends wait for both.
+        # The release job; then normal sends and reconciliations take turns; then polls take turns with
+        # a backlog's sends (twenty polls do not hold it back).
         assert taken[0] == TASK_RELEASE
-        assert sorted(taken[1:3]) == sorted([TASK_SEND, TASK_POLL_LINE]), taken
-        assert taken[-1] == f"{TASK_SEND} (backlog)", taken
+        assert sorted(taken[1:3]) == sorted([TASK_SEND, TASK_RECONCILE]), taken
+        assert f"{TASK_SEND} (backlog)" in taken[3:5], taken
     finally:
         client.flushdb()
