@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.settings import Settings
+from worker.infra.broker import LANE_BACKLOG, LANE_NORMAL, LANE_URGENT
 from worker.infra.brokers import celery_options, default_send_queue, task_route
 from worker.infra.constants import (
     CALLBACK_QUEUE,
@@ -25,6 +26,27 @@ from worker.infra.redis_client import kombu_broker
 # The release job moves due work from the database to the queues; it runs often and must not pile up.
 RELEASE_EVERY_S = 1.0
 CALLBACK_SWEEP_EVERY_S = 15.0  # status callbacks whose task was lost are published again
+
+# Every task but the send: its queue, and on Redis its lane among the sends. kombu's worker reads every
+# queue's step 0, then every queue's step 3, and so on (it takes turns between queues only within a
+# step): a task published without a priority goes ahead of every normal send. A thousand lines' polls
+# once held every task thread (a task polls 8 lines, seconds at the provider's latency) while the
+# sends that were due waited in the broker for 20 s. The control jobs are tiny and drive everything:
+# step 0. Reconciliations, the application's hooks and status callbacks take turns with normal sends,
+# ahead of a backlog's and bulk sends: a text in doubt is looked up before a blast goes on (behind it,
+# a saturated provider's texts in doubt waited for all of it). Polls wait for the normal sends and
+# take turns with a backlog's: a status learnt a second later costs nothing, a send that misses its
+# slot does (and a poll run while sends wait makes the sending take longer on a busy host).
+OTHER_TASKS = (
+    (TASK_RELEASE, CONTROL_QUEUE, LANE_URGENT),
+    (TASK_SWEEP, CONTROL_QUEUE, LANE_URGENT),
+    (TASK_CALLBACK_SWEEP, CONTROL_QUEUE, LANE_URGENT),
+    (TASK_RECONCILE, STATUS_QUEUE, LANE_NORMAL),
+    (TASK_NOTIFY, STATUS_QUEUE, LANE_NORMAL),
+    (TASK_INBOUND, STATUS_QUEUE, LANE_NORMAL),
+    (TASK_CALLBACK, CALLBACK_QUEUE, LANE_NORMAL),
+    (TASK_POLL_LINE, STATUS_QUEUE, LANE_BACKLOG),
+)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -55,19 +77,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         ),
         "task_routes": {
             TASK_SEND: {"queue": send_queue, "routing_key": send_queue},  # each send names its lane
-            **{
-                task: task_route(settings.broker_url, task, queue)
-                for task, queue in (
-                    (TASK_POLL_LINE, STATUS_QUEUE),
-                    (TASK_RECONCILE, STATUS_QUEUE),
-                    (TASK_NOTIFY, STATUS_QUEUE),
-                    (TASK_INBOUND, STATUS_QUEUE),
-                    (TASK_RELEASE, CONTROL_QUEUE),
-                    (TASK_SWEEP, CONTROL_QUEUE),
-                    (TASK_CALLBACK, CALLBACK_QUEUE),
-                    (TASK_CALLBACK_SWEEP, CONTROL_QUEUE),
-                )
-            },
+            **{task: task_route(settings.broker_url, queue, lane) for task, queue, lane in OTHER_TASKS},
         },
         # Flower follows tasks through the workers' events (received, started, succeeded). A "sent"
         # event from every publisher would double the cost of publishing a task for little: a task

@@ -28,20 +28,7 @@ from urllib.parse import urlsplit
 from kombu import Connection, Exchange, Queue
 
 from worker.infra import broker as redis_broker
-from worker.infra.constants import (
-    CALLBACK_QUEUE,
-    CONTROL_QUEUE,
-    SEND_QUEUE,
-    STATUS_QUEUE,
-    TASK_CALLBACK,
-    TASK_CALLBACK_SWEEP,
-    TASK_INBOUND,
-    TASK_NOTIFY,
-    TASK_POLL_LINE,
-    TASK_RECONCILE,
-    TASK_RELEASE,
-    TASK_SWEEP,
-)
+from worker.infra.constants import CALLBACK_QUEUE, CONTROL_QUEUE, SEND_QUEUE, STATUS_QUEUE
 from worker.infra.redis_client import kombu_broker, redis_client
 
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
@@ -53,27 +40,6 @@ LANE_QUEUES = {
     redis_broker.LANE_NORMAL: f"{SEND_QUEUE}.normal",
     redis_broker.LANE_BACKLOG: f"{SEND_QUEUE}.backlog",
     redis_broker.LANE_BULK: f"{SEND_QUEUE}.bulk",
-}
-
-# Where the other tasks stand among the sends on Redis. kombu's worker reads every queue's step 0,
-# then every queue's step 3, and so on (it takes turns between queues only within a step): a task
-# published without a priority goes ahead of every normal send. A thousand lines' polls once held
-# every task thread (a task polls 8 lines, seconds at the provider's latency) while the sends that
-# were due waited in the broker for 20 s. The control jobs are tiny and drive everything: step 0.
-# Reconciliations, the application's hooks and status callbacks take turns with normal sends, ahead
-# of a backlog's and bulk sends: a text in doubt is looked up before a blast goes on (behind it, a
-# saturated provider's texts in doubt waited for all of it). Polls wait for the normal sends and take
-# turns with a backlog's: a status learnt a second later costs nothing, a send that misses its slot
-# does (and a poll run while sends wait makes the sending take longer on a busy host).
-TASK_LANES = {
-    TASK_RELEASE: redis_broker.LANE_URGENT,
-    TASK_SWEEP: redis_broker.LANE_URGENT,
-    TASK_CALLBACK_SWEEP: redis_broker.LANE_URGENT,
-    TASK_RECONCILE: redis_broker.LANE_NORMAL,
-    TASK_NOTIFY: redis_broker.LANE_NORMAL,
-    TASK_INBOUND: redis_broker.LANE_NORMAL,
-    TASK_CALLBACK: redis_broker.LANE_NORMAL,
-    TASK_POLL_LINE: redis_broker.LANE_BACKLOG,
 }
 
 log = logging.getLogger(__name__)
@@ -102,12 +68,12 @@ def send_route(url: str, lane: int | None) -> dict[str, Any]:
     return {"queue": queue, "routing_key": queue}
 
 
-def task_route(url: str, task: str, queue: str) -> dict[str, Any]:
+def task_route(url: str, queue: str, lane: int) -> dict[str, Any]:
     """How a task other than a send is published (Celery's `task_routes`): its queue, and on Redis
-    its lane among the sends."""
+    its lane among the sends (RabbitMQ's quorum queues have no priorities)."""
     route: dict[str, Any] = {"queue": queue, "routing_key": queue}
-    if not is_amqp(url) and task in TASK_LANES:
-        route["priority"] = TASK_LANES[task]
+    if not is_amqp(url):
+        route["priority"] = lane
     return route
 
 
